@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * The parsed /etc/aaas.conf.  config_load() reports every mistake it
+ * finds as "FILE:LINE: ..." and only then fails, so one run lists all.
+ */
+enum config_format {
+    CONFIG_FORMAT_JSON,
+    CONFIG_FORMAT_AUDITD,
+    CONFIG_FORMAT_RAW,
+};
+
+enum config_sync {
+    CONFIG_SYNC_ALWAYS,
+    CONFIG_SYNC_INTERVAL,
+};
+
+struct config_input {
+    char *name;
+    char *path;                 /* glob */
+    enum config_format format;
+    bool start_at_end;          /* read new files from the end */
+    size_t max_line;            /* bytes, longer lines are rejected */
+};
+
+struct config {
+    char *file;                 /* path the config was read from */
+    char *state_dir;
+    char *agent_id;             /* NULL: derived from the machine id */
+    int log_level;              /* LOG_ERR .. LOG_DEBUG */
+
+    char *spool_dir;
+    uint64_t spool_max_size;        /* bytes */
+    uint64_t spool_segment_size;    /* bytes */
+    enum config_sync spool_sync;
+    unsigned spool_sync_interval_ms;
+
+    bool socket_enabled;
+    char *socket_path;
+    mode_t socket_mode;
+    char *socket_group;         /* NULL: leave the group alone */
+    unsigned socket_max_connections;
+    size_t max_event_size;      /* bytes per socket line */
+
+    struct config_input *inputs;
+    size_t n_inputs;
+
+    char *firehose_stream;
+    char *firehose_region;
+    char *firehose_endpoint;    /* NULL: https://firehose.REGION.amazonaws.com */
+    char *ca_file;              /* NULL: system trust store */
+    unsigned firehose_max_in_flight;
+    unsigned firehose_timeout_ms;
+    unsigned retry_initial_ms;
+    unsigned retry_max_ms;
+
+    char *signing_key;          /* NULL: no seals */
+};
+
+int config_load(const char *path, struct config **ret);
+struct config *config_free(struct config *c);
+
+/* "1G", "512M", "64k", "100" to bytes; -EINVAL on junk or overflow. */
+int config_parse_size(const char *s, uint64_t *ret);

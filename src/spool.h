@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The durable queue between the inputs and the sink.  One thread (the
+ * event loop) appends, reads and acknowledges; fdatasync runs on a helper
+ * thread owned by the spool, and its completion is reported through
+ * spool_sync_fd() so the loop never blocks on the disk.
+ */
+struct spool;
+
+enum spool_sync_mode {
+    SPOOL_SYNC_ALWAYS,      /* durable before accepted (group commit) */
+    SPOOL_SYNC_INTERVAL,    /* fdatasync every sync_interval_ms */
+};
+
+struct spool_options {
+    const char *dir;
+    uint64_t max_size;          /* bytes on disk, all segments */
+    uint64_t segment_size;      /* bytes per segment before a new one */
+    enum spool_sync_mode sync;
+    unsigned sync_interval_ms;
+};
+
+#define SPOOL_FRAME_MAX (1024u * 1024u)     /* largest payload, bytes */
+
+/* Takes an exclusive lock on the directory and recovers it. */
+int spool_open(const struct spool_options *o, struct spool **ret);
+struct spool *spool_free(struct spool *s);
+
+/* Sequence number the next spool_append() will assign (never 0). */
+uint64_t spool_next_seq(const struct spool *s);
+
+/*
+ * Appends one frame to the write buffer and returns its sequence number.
+ * Not durable until a later sync covers it.  -ENOSPC when the spool is at
+ * max_size, -EMSGSIZE when len > SPOOL_FRAME_MAX, -EAGAIN when the write
+ * buffer is full and must be flushed first.
+ */
+int spool_append(struct spool *s, const void *data, size_t len,
+                 uint64_t *ret_seq);
+
+/*
+ * Writes the buffer to the segment and asks the helper thread for an
+ * fdatasync of everything written so far.  Cheap to call often: while one
+ * sync runs, later requests are merged into the next one.
+ */
+int spool_sync_request(struct spool *s);
+
+/* An eventfd that becomes readable when a requested sync has finished. */
+int spool_sync_fd(const struct spool *s);
+
+/*
+ * Called by the loop when spool_sync_fd() is readable: drains the eventfd,
+ * and returns 0 or the negative errno of the failed sync.  Afterwards
+ * spool_durable_seq() reports the new durable position.
+ */
+int spool_sync_collect(struct spool *s);
+
+/* Blocking write + fdatasync in the calling thread (startup, shutdown). */
+int spool_sync_now(struct spool *s);
+
+/* Highest sequence number known to be on stable storage, 0 if none. */
+uint64_t spool_durable_seq(const struct spool *s);
+
+/*
+ * Reading: a cursor walks durable frames in sequence order.  data stays
+ * valid until the next call on that cursor.  Returns 1 with a frame, 0 when
+ * it has caught up with spool_durable_seq(), negative errno on failure.
+ */
+struct spool_cursor;
+int spool_cursor_new(struct spool *s, uint64_t from_seq,
+                     struct spool_cursor **ret);
+struct spool_cursor *spool_cursor_free(struct spool_cursor *c);
+int spool_cursor_next(struct spool_cursor *c, uint64_t *ret_seq,
+                      const void **ret_data, size_t *ret_len);
+
+/*
+ * Everything up to and including seq has been acknowledged by the sink.
+ * The checkpoint is written lazily (atomically, via the helper thread)
+ * and segments that hold only acknowledged frames are deleted.
+ */
+int spool_ack(struct spool *s, uint64_t seq);
+uint64_t spool_acked_seq(const struct spool *s);
+
+/*
+ * Highest sequence number that may have reached the sink before the last
+ * stop.  Frames in (acked, sent] that are sent again after a restart are
+ * possible duplicates.  spool_mark_sent() is called before each send.
+ */
+int spool_mark_sent(struct spool *s, uint64_t seq);
+uint64_t spool_sent_seq_at_open(const struct spool *s);
+
+/* Bytes on disk, for status and back-pressure. */
+uint64_t spool_size(const struct spool *s);
+bool spool_is_full(const struct spool *s);

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "config.h"
+
+/*
+ * File inputs: follows the files matched by each input's glob, hands
+ * complete lines to the pipeline and remembers, per file identity, the
+ * offset up to which every line is durable in the spool.
+ */
+struct tail;
+
+struct tail_line {
+    const char *input;          /* input name from the config */
+    const char *path;           /* file the line was read from */
+    const char *data;           /* line bytes, without the '\n' */
+    size_t len;
+    uint64_t offset;            /* file offset of the line's first byte */
+    bool truncated;             /* longer than max_line: data holds the
+                                 * first max_line bytes, the rest is
+                                 * skipped up to the next '\n' */
+};
+
+/*
+ * Called for every line read.  Returns 0 and the spool sequence number
+ * now holding the line (or its reject record), or -EAGAIN when the
+ * pipeline cannot take it now: tail stops reading and offers the same line
+ * again after tail_resume().  Any other error is logged by the callee and
+ * treated like -EAGAIN.
+ */
+typedef int (*tail_line_fn)(void *userdata, const struct tail_line *line,
+                            uint64_t *ret_seq);
+
+struct tail_options {
+    sd_event *event;
+    const char *state_dir;      /* offsets are kept in STATE_DIR/offsets */
+    const struct config_input *inputs;
+    size_t n_inputs;
+    tail_line_fn line_fn;
+    void *userdata;
+};
+
+int tail_new(const struct tail_options *o, struct tail **ret);
+struct tail *tail_free(struct tail *t);
+
+/*
+ * Everything with a sequence number <= durable_seq is on stable storage:
+ * offsets of the lines it covers may advance and be persisted.
+ */
+void tail_durable(struct tail *t, uint64_t durable_seq);
+
+/* Stop and restart reading (back-pressure from the spool). */
+void tail_pause(struct tail *t);
+void tail_resume(struct tail *t);
+
+/* Writes the offsets file now (atomically); used at shutdown. */
+int tail_save(struct tail *t);
+
+/* Number of files currently followed, for status. */
+size_t tail_files(const struct tail *t);
