@@ -27,6 +27,8 @@ struct config_input {
     enum config_format format;
     bool start_at_end;          /* read new files from the end */
     size_t max_line;            /* bytes, longer lines are rejected */
+    unsigned partial_timeout_ms;    /* a last line without '\n' is taken
+                                     * as it is after this idle time */
 };
 
 struct config {
