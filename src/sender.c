@@ -1,0 +1,570 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Moves durable events from the spool to Firehose.  Request bytes and the
+ * meaning of answers belong to sink_firehose; the transport to http.  This
+ * file owns the order of things: which events are in which call, when a
+ * call is retried, and how far the spool may forget.
+ *
+ * The spool may only forget a prefix of the sequence, while calls finish
+ * in any order and partly.  So the acknowledged position is the lowest
+ * sequence number still held by any slot, minus one; a slot keeps its
+ * failed records and sends them again after a backoff, while other slots
+ * go on with newer events, so one bad stretch does not stall the rest.
+ */
+#include "sender.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "log.h"
+#include "sink_firehose.h"
+
+#define SENDER_SLOTS_MAX 16
+#define SENDER_CONNECT_TIMEOUT_MS 10000
+/* Repeats of the same failure are logged at most this often. */
+#define SENDER_LOG_INTERVAL_USEC (30ull * 1000000ull)
+
+enum slot_state {
+    SLOT_IDLE,
+    SLOT_BUSY,                  /* a call is in flight */
+    SLOT_WAIT,                  /* failed, waiting for its retry timer */
+};
+
+struct sender_slot {
+    struct sender *owner;
+    enum slot_state state;
+    struct batch batch;
+    struct sink_firehose_request req;
+    struct curl_slist *headers;
+    bool failed[BATCH_MAX_RECORDS];
+    unsigned attempt;           /* failed attempts in a row */
+    sd_event_source *timer;
+};
+
+struct sender {
+    struct sender_options opts;
+    struct sink_firehose *sink;
+    struct spool_cursor *cursor;
+    struct sender_slot slots[SENDER_SLOTS_MAX];
+    unsigned n_slots;
+
+    /* An event read from the cursor that did not fit the last batch. */
+    unsigned char *held;
+    size_t held_len;
+    uint64_t held_seq;
+    bool has_held;
+
+    uint64_t next_seq;          /* first sequence number not yet read */
+    uint64_t acked;             /* last value given to spool_ack() */
+    uint64_t resend_upto;       /* events <= this may already be there */
+    time_t skew;                /* service clock minus ours, seconds */
+
+    struct sender_stats stats;
+    char last_logged[SINK_FIREHOSE_CODE_MAX + 32];
+    uint64_t last_log_usec;
+    unsigned suppressed;
+};
+
+static void sender_fill(struct sender *s);
+
+static uint64_t
+sender_now_usec(const struct sender *s)
+{
+    uint64_t usec = 0;
+
+    (void)sd_event_now(s->opts.event, CLOCK_MONOTONIC, &usec);
+    return usec;
+}
+
+/*
+ * Logs a failure, but the same one again only every 30 s, with a count of
+ * the repeats in between: a stream that is down for an hour must not
+ * write a line per call.
+ */
+static void
+sender_log_failure(struct sender *s, const char *key, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void
+sender_log_failure(struct sender *s, const char *key, const char *fmt, ...)
+{
+    uint64_t now = sender_now_usec(s);
+    char line[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    (void)snprintf(s->stats.last_error, sizeof(s->stats.last_error), "%s",
+                   line);
+
+    if (strcmp(key, s->last_logged) == 0 &&
+        now - s->last_log_usec < SENDER_LOG_INTERVAL_USEC) {
+        s->suppressed++;
+        return;
+    }
+    if (s->suppressed > 0)
+        log_warning("%s (%u similar failures not logged)", line,
+                    s->suppressed);
+    else
+        log_warning("%s", line);
+    (void)snprintf(s->last_logged, sizeof(s->last_logged), "%s", key);
+    s->last_log_usec = now;
+    s->suppressed = 0;
+}
+
+static void
+sender_update_ack(struct sender *s)
+{
+    uint64_t upto = s->has_held ? s->held_seq - 1 : s->next_seq - 1;
+    int r;
+
+    for (unsigned i = 0; i < s->n_slots; i++) {
+        struct sender_slot *sl = &s->slots[i];
+
+        if (sl->state != SLOT_IDLE && !batch_is_empty(&sl->batch) &&
+            batch_first_seq(&sl->batch) - 1 < upto)
+            upto = batch_first_seq(&sl->batch) - 1;
+    }
+    if (upto <= s->acked)
+        return;
+
+    r = spool_ack(s->opts.spool, upto);
+    if (r < 0) {
+        log_warning("sender: cannot acknowledge up to %llu in the spool: "
+                    "%s, retrying with the next answer",
+                    (unsigned long long)upto, strerror(-r));
+        return;
+    }
+    s->acked = upto;
+    if (s->opts.acked_fn)
+        s->opts.acked_fn(s->opts.userdata, upto);
+}
+
+/* Full jitter over an exponential ceiling, at least 1/4 of it. */
+static uint64_t
+sender_backoff_usec(const struct sender *s, unsigned attempt, bool slow)
+{
+    uint64_t ceiling = (uint64_t)s->opts.retry_initial_ms * 1000;
+    uint64_t max = (uint64_t)s->opts.retry_max_ms * 1000;
+
+    for (unsigned i = 1; i < attempt && ceiling < max; i++)
+        ceiling *= 2;
+    if (slow)
+        ceiling = max;
+    if (ceiling > max)
+        ceiling = max;
+    if (ceiling < 4)
+        return ceiling;
+    return ceiling / 4 + (uint64_t)random() % (ceiling - ceiling / 4);
+}
+
+static int
+sender_retry_cb(sd_event_source *es, uint64_t usec, void *userdata)
+{
+    struct sender_slot *sl = userdata;
+
+    sl->state = SLOT_IDLE;
+    sender_fill(sl->owner);
+    return 0;
+}
+
+static void
+sender_schedule_retry(struct sender_slot *sl, bool slow)
+{
+    struct sender *s = sl->owner;
+    uint64_t delay = sender_backoff_usec(s, sl->attempt, slow);
+    int r;
+
+    sl->state = SLOT_WAIT;
+    r = sd_event_source_set_time_relative(sl->timer, delay);
+    if (r >= 0)
+        r = sd_event_source_set_enabled(sl->timer, SD_EVENT_ONESHOT);
+    if (r < 0) {
+        /* Without a timer the slot would wait for ever: retry now. */
+        log_warning("sender: cannot arm retry timer: %s, retrying at once",
+                    strerror(-r));
+        sl->state = SLOT_IDLE;
+    }
+}
+
+static void
+sender_call_done(void *userdata, const struct http_result *res)
+{
+    struct sender_slot *sl = userdata;
+    struct sender *s = sl->owner;
+    struct sink_firehose_result fr;
+    size_t n = batch_n_records(&sl->batch);
+    size_t kept, events_before;
+    int r;
+
+    curl_slist_free_all(sl->headers);
+    sl->headers = NULL;
+
+    if (res->error < 0) {
+        /*
+         * The call may have reached the service before the connection
+         * broke, so what is sent again may be there twice.
+         */
+        s->stats.failed_calls++;
+        s->stats.possible_duplicates += batch_n_events(&sl->batch);
+        sl->attempt++;
+        sender_log_failure(s, "transport",
+                           "sender: call to '%s' failed: %s, retrying %zu "
+                           "events (possible duplicates)",
+                           sink_firehose_host(s->sink), res->error_text,
+                           batch_n_events(&sl->batch));
+        sender_schedule_retry(sl, false);
+        goto out;
+    }
+
+    r = sink_firehose_parse_response(res->status, res->body, res->body_len,
+                                     n, sl->failed, &fr);
+    if (r < 0) {
+        sl->attempt++;
+        sender_schedule_retry(sl, false);
+        goto out;
+    }
+
+    if (fr.class == SINK_FIREHOSE_OK) {
+        s->stats.delivered += batch_n_events(&sl->batch);
+        sl->attempt = 0;
+        batch_reset(&sl->batch);
+        sl->state = SLOT_IDLE;
+        goto out;
+    }
+
+    if (fr.n_failed < n && fr.failed_put_count > 0 && !fr.protocol_error) {
+        /* Part of the call went through: keep only the failed records. */
+        events_before = batch_n_events(&sl->batch);
+        kept = batch_retain_failed(&sl->batch, sl->failed);
+        s->stats.delivered += events_before - batch_n_events(&sl->batch);
+        s->stats.failed_records += kept;
+        sl->attempt++;
+        sender_log_failure(s, fr.error_code,
+                           "sender: stream '%s' refused %zu of %zu records "
+                           "(%s: %s), retrying them",
+                           s->opts.stream, kept, n, fr.error_code,
+                           fr.error_message);
+        sender_schedule_retry(sl, false);
+        goto out;
+    }
+
+    s->stats.failed_calls++;
+    sl->attempt++;
+    if (fr.class == SINK_FIREHOSE_AUTH) {
+        credentials_invalidate(s->opts.credentials);
+        /* A signature refused for its age: learn the service's clock. */
+        if (res->date > 0) {
+            time_t skew = res->date - time(NULL);
+
+            if (skew > 60 || skew < -60)
+                s->skew = skew;
+        }
+    }
+    sender_log_failure(s, fr.error_code,
+                       "sender: stream '%s' at '%s' refused a call: HTTP %ld "
+                       "%s: %s%s%s, %s %zu events",
+                       s->opts.stream, sink_firehose_host(s->sink),
+                       res->status,
+                       fr.error_code[0] ? fr.error_code : "(no error code)",
+                       fr.error_message[0] ? fr.error_message
+                                           : (fr.reason ? fr.reason : ""),
+                       res->request_id[0] ? ", request id " : "",
+                       res->request_id,
+                       fr.class == SINK_FIREHOSE_FATAL
+                               ? "needs attention, keeping"
+                               : "retrying",
+                       batch_n_events(&sl->batch));
+    sender_schedule_retry(sl, fr.class == SINK_FIREHOSE_FATAL);
+
+out:
+    sender_update_ack(s);
+    sender_fill(s);
+}
+
+static int
+sender_submit(struct sender_slot *sl)
+{
+    struct sender *s = sl->owner;
+    struct sigv4_credentials cred;
+    struct curl_slist *h = NULL;
+    const char *why = NULL;
+    struct http_call call;
+    int r;
+
+    r = credentials_get(s->opts.credentials, &cred, &why);
+    if (r < 0) {
+        sender_log_failure(s, "credentials",
+                           "sender: no AWS credentials for stream '%s': %s, "
+                           "keeping %zu events", s->opts.stream,
+                           why ? why : strerror(-r),
+                           batch_n_events(&sl->batch));
+        return r;
+    }
+
+    r = sink_firehose_build(s->sink, &sl->batch, &cred, time(NULL) + s->skew,
+                            &sl->req);
+    if (r < 0) {
+        sender_log_failure(s, "build",
+                           "sender: cannot build a call for stream '%s': %s",
+                           s->opts.stream, strerror(-r));
+        return r;
+    }
+
+    for (size_t i = 0; i < sl->req.n_headers; i++) {
+        struct curl_slist *t = curl_slist_append(h, sl->req.headers[i]);
+
+        if (!t)
+            goto nomem;
+        h = t;
+    }
+    /* curl would otherwise wait for "100 Continue" on large bodies. */
+    {
+        struct curl_slist *t = curl_slist_append(h, "Expect:");
+
+        if (!t)
+            goto nomem;
+        h = t;
+    }
+    sl->headers = h;
+
+    r = spool_mark_sent(s->opts.spool, batch_last_seq(&sl->batch));
+    if (r < 0)
+        log_debug("sender: cannot note the sent position: %s",
+                  strerror(-r));
+
+    call = (struct http_call){
+        .url = sl->req.url,
+        .headers = h,
+        .body = sl->req.body,
+        .body_len = sl->req.body_len,
+        .connect_timeout_ms = SENDER_CONNECT_TIMEOUT_MS,
+        .timeout_ms = s->opts.timeout_ms,
+        .ca_file = s->opts.ca_file,
+        .done = sender_call_done,
+        .userdata = sl,
+    };
+    r = http_post(s->opts.http, &call);
+    if (r < 0) {
+        curl_slist_free_all(h);
+        sl->headers = NULL;
+        return r;
+    }
+    s->stats.calls++;
+    sl->state = SLOT_BUSY;
+    return 0;
+
+nomem:
+    curl_slist_free_all(h);
+    return -ENOMEM;
+}
+
+/* Tops up the slot's batch from the cursor.  Returns events added. */
+static size_t
+sender_load(struct sender *s, struct sender_slot *sl)
+{
+    size_t added = 0;
+    const void *data;
+    uint64_t seq;
+    size_t len;
+    int r;
+
+    if (s->has_held) {
+        r = batch_add(&sl->batch, s->held_seq, s->held, s->held_len);
+        if (r == -ENOSPC)
+            return 0;
+        if (r == 0) {
+            s->has_held = false;
+            s->next_seq = s->held_seq + 1;
+            added++;
+        } else {
+            log_err("sender: event %llu does not fit in a Firehose record "
+                    "(%zu bytes), it stays in the spool",
+                    (unsigned long long)s->held_seq, s->held_len);
+            return 0;
+        }
+    }
+
+    for (;;) {
+        r = spool_cursor_next(s->cursor, &seq, &data, &len);
+        if (r < 0) {
+            sender_log_failure(s, "spool",
+                               "sender: cannot read the spool: %s, "
+                               "retrying later", strerror(-r));
+            break;
+        }
+        if (r == 0)
+            break;
+
+        r = batch_add(&sl->batch, seq, data, len);
+        if (r == 0) {
+            s->next_seq = seq + 1;
+            added++;
+            continue;
+        }
+
+        /* The cursor's data is only valid until its next call: keep it. */
+        memcpy(s->held, data, len < SPOOL_FRAME_MAX ? len : SPOOL_FRAME_MAX);
+        s->held_len = len;
+        s->held_seq = seq;
+        s->has_held = true;
+        if (r != -ENOSPC)
+            log_err("sender: event %llu does not fit in a Firehose record "
+                    "(%zu bytes), it stays in the spool",
+                    (unsigned long long)seq, len);
+        break;
+    }
+
+    if (added > 0 && s->resend_upto >= batch_first_seq(&sl->batch)) {
+        uint64_t hi = batch_last_seq(&sl->batch);
+        uint64_t lo = batch_first_seq(&sl->batch);
+
+        if (hi > s->resend_upto)
+            hi = s->resend_upto;
+        s->stats.possible_duplicates += hi - lo + 1;
+    }
+    return added;
+}
+
+static void
+sender_fill(struct sender *s)
+{
+    for (unsigned i = 0; i < s->n_slots; i++) {
+        struct sender_slot *sl = &s->slots[i];
+
+        if (sl->state != SLOT_IDLE)
+            continue;
+        /* A slot with failed records left sends those, topped up. */
+        (void)sender_load(s, sl);
+        if (batch_is_empty(&sl->batch))
+            break;
+        if (sender_submit(sl) < 0) {
+            sl->attempt++;
+            sender_schedule_retry(sl, true);
+        }
+    }
+}
+
+void
+sender_kick(struct sender *s)
+{
+    sender_fill(s);
+}
+
+bool
+sender_idle(const struct sender *s)
+{
+    if (s->has_held)
+        return false;
+    for (unsigned i = 0; i < s->n_slots; i++)
+        if (s->slots[i].state != SLOT_IDLE ||
+            !batch_is_empty(&s->slots[i].batch))
+            return false;
+    return s->next_seq > spool_durable_seq(s->opts.spool);
+}
+
+void
+sender_get_stats(const struct sender *s, struct sender_stats *ret)
+{
+    *ret = s->stats;
+}
+
+int
+sender_new(const struct sender_options *o, struct sender **ret,
+           const char **reterr_reason)
+{
+    struct sink_firehose_options so = {
+        .stream = o->stream,
+        .region = o->region,
+        .endpoint = o->endpoint,
+    };
+    uint64_t sent;
+    struct sender *s;
+    int r;
+
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->opts = *o;
+    s->n_slots = o->max_in_flight;
+    if (s->n_slots < 1)
+        s->n_slots = 1;
+    if (s->n_slots > SENDER_SLOTS_MAX)
+        s->n_slots = SENDER_SLOTS_MAX;
+
+    r = sink_firehose_new(&so, &s->sink, reterr_reason);
+    if (r < 0)
+        goto fail;
+
+    s->held = malloc(SPOOL_FRAME_MAX);
+    if (!s->held) {
+        r = -ENOMEM;
+        goto fail;
+    }
+
+    for (unsigned i = 0; i < s->n_slots; i++) {
+        struct sender_slot *sl = &s->slots[i];
+
+        sl->owner = s;
+        sink_firehose_request_init(&sl->req);
+        r = batch_init(&sl->batch, NULL);
+        if (r < 0)
+            goto fail;
+        r = sd_event_add_time(o->event, &sl->timer, CLOCK_MONOTONIC,
+                              UINT64_MAX, 0, sender_retry_cb, sl);
+        if (r < 0)
+            goto fail;
+        (void)sd_event_source_set_enabled(sl->timer, SD_EVENT_OFF);
+    }
+
+    s->acked = spool_acked_seq(o->spool);
+    s->next_seq = s->acked + 1;
+    r = spool_cursor_new(o->spool, s->next_seq, &s->cursor);
+    if (r < 0)
+        goto fail;
+
+    sent = spool_sent_seq_at_open(o->spool);
+    if (sent > s->acked) {
+        s->resend_upto = sent;
+        log_notice("sender: events %llu to %llu were sent before the last "
+                   "stop without an answer on record; sending them again "
+                   "(%llu possible duplicates)",
+                   (unsigned long long)s->acked + 1,
+                   (unsigned long long)sent,
+                   (unsigned long long)(sent - s->acked));
+    }
+
+    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    *ret = s;
+    return 0;
+
+fail:
+    sender_free(s);
+    return r;
+}
+
+struct sender *
+sender_free(struct sender *s)
+{
+    if (!s)
+        return NULL;
+    for (unsigned i = 0; i < s->n_slots; i++) {
+        struct sender_slot *sl = &s->slots[i];
+
+        sd_event_source_disable_unref(sl->timer);
+        curl_slist_free_all(sl->headers);
+        sink_firehose_request_done(&sl->req);
+        batch_done(&sl->batch);
+    }
+    spool_cursor_free(s->cursor);
+    sink_firehose_free(s->sink);
+    free(s->held);
+    free(s);
+    return NULL;
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "credentials.h"
+#include "http.h"
+#include "spool.h"
+
+/*
+ * The delivery side: reads durable events from the spool, sends them in
+ * PutRecordBatch calls (several in flight), retries what failed with
+ * backoff and acknowledges to the spool only what the service accepted.
+ */
+struct sender;
+
+/* The spool acknowledged up to acked_seq (space may have been freed). */
+typedef void (*sender_acked_fn)(void *userdata, uint64_t acked_seq);
+
+struct sender_options {
+    sd_event *event;
+    struct spool *spool;
+    struct http *http;
+    struct credentials *credentials;
+    const char *stream;
+    const char *region;
+    const char *endpoint;       /* NULL: the region's public endpoint */
+    const char *ca_file;
+    unsigned max_in_flight;
+    unsigned timeout_ms;
+    unsigned retry_initial_ms;
+    unsigned retry_max_ms;
+    sender_acked_fn acked_fn;
+    void *userdata;
+};
+
+struct sender_stats {
+    uint64_t delivered;         /* events the service accepted */
+    uint64_t calls;
+    uint64_t failed_calls;
+    uint64_t failed_records;    /* records retried after FailedPutCount */
+    uint64_t possible_duplicates;
+    char last_error[256];
+};
+
+int sender_new(const struct sender_options *o, struct sender **ret,
+               const char **reterr_reason);
+struct sender *sender_free(struct sender *s);
+
+/* New durable events may be waiting: start calls if slots are free. */
+void sender_kick(struct sender *s);
+
+/* Every durable event has been acknowledged and nothing is in flight. */
+bool sender_idle(const struct sender *s);
+
+void sender_get_stats(const struct sender *s, struct sender_stats *ret);
