@@ -10,8 +10,12 @@
  */
 struct parse_json;
 
+/* Used when max_depth is 0: far deeper than any audit event we know of. */
+#define PARSE_JSON_MAX_DEPTH_DEFAULT 64
+
 struct parse_json_limits {
-    size_t max_depth;           /* nesting of objects and arrays */
+    size_t max_depth;           /* nesting of objects and arrays; the
+                                 * top-level object counts as 1 */
 };
 
 struct parse_json_result {
@@ -19,6 +23,7 @@ struct parse_json_result {
     bool empty;                 /* the object has no members */
 };
 
+/* l may be NULL for the defaults.  Returns NULL only when out of memory. */
 struct parse_json *parse_json_new(const struct parse_json_limits *l);
 struct parse_json *parse_json_free(struct parse_json *p);
 
@@ -28,6 +33,8 @@ struct parse_json *parse_json_free(struct parse_json *p);
  * -EBADMSG and points *reterr_reason at a short text naming the fault and
  * its byte offset; the text lives in the handle until the next call.
  * Top-level members named _aaas, _aaas_seal or _aaas_reject are refused.
+ * Returns -ENOMEM, with the reason "out of memory", when a line needs more
+ * than the handle's arena and malloc fails; the line may be tried again.
  */
 int parse_json_check(struct parse_json *p, const char *data, size_t len,
                      struct parse_json_result *ret,
