@@ -180,7 +180,8 @@ event_utf8_valid(const char *s, size_t len)
 static void
 event_put_time(struct event_builder *b, const struct timespec *now)
 {
-    char frac[16];
+    unsigned long usec = (unsigned long)now->tv_nsec / 1000 % 1000000;
+    char frac[9];
 
     if (now->tv_sec != b->time_sec) {
         struct tm tm;
@@ -191,8 +192,13 @@ event_put_time(struct event_builder *b, const struct timespec *now)
         b->time_sec = now->tv_sec;
     }
     event_puts(b, b->time_text);
-    (void)snprintf(frac, sizeof(frac), ".%06ldZ", now->tv_nsec / 1000);
-    event_puts(b, frac);
+    frac[0] = '.';
+    for (int i = 6; i >= 1; i--) {
+        frac[i] = (char)('0' + usec % 10);
+        usec /= 10;
+    }
+    frac[7] = 'Z';
+    event_put(b, frac, 8);
 }
 
 /* Writes `"_aaas":{...}` (no leading comma, no closing brace of the event). */
