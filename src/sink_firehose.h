@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "batch.h"
+#include "sigv4.h"
+
+/*
+ * The Firehose PutRecordBatch call as bytes: the signed request for a
+ * batch, and what a response means for each record.  No I/O: the sender
+ * moves the bytes with libcurl and decides when to retry.
+ */
+struct sink_firehose_options {
+    const char *stream;         /* DeliveryStreamName */
+    const char *region;         /* "us-east-1" */
+    /* NULL: https://firehose.REGION.amazonaws.com, ".com.cn" for cn-* */
+    const char *endpoint;
+};
+
+struct sink_firehose;
+
+/*
+ * Returns -EINVAL, with a static reason in *reterr_reason when given, for
+ * a missing stream or region, a region that is not [a-z0-9-], a stream
+ * name that is not UTF-8, or an endpoint that is not
+ * http[s]://HOST[:PORT][/]; -ENOMEM.
+ */
+int sink_firehose_new(const struct sink_firehose_options *o,
+                      struct sink_firehose **ret, const char **reterr_reason);
+struct sink_firehose *sink_firehose_free(struct sink_firehose *s);
+
+/* "https://host[:port]/" and "host[:port]", for curl and for log lines. */
+const char *sink_firehose_url(const struct sink_firehose *s);
+const char *sink_firehose_host(const struct sink_firehose *s);
+
+#define SINK_FIREHOSE_N_HEADERS_MAX 6
+
+/*
+ * One request in flight.  The caller embeds one per concurrent request
+ * and reuses it: the buffers grow to the largest batch seen and are
+ * kept, so a warm request is built without allocating.  Everything the
+ * request points to is owned by it and valid until the next build or
+ * sink_firehose_request_done().
+ */
+struct sink_firehose_request {
+    const char *url;                /* owned by the sink */
+    char *body;                     /* JSON, NUL-terminated */
+    size_t body_len;                /* without the NUL */
+    size_t body_size;               /* allocated */
+    /* "Name: value" lines for curl_slist_append(), in hdr_buf */
+    const char *headers[SINK_FIREHOSE_N_HEADERS_MAX];
+    size_t n_headers;
+    size_t n_records;               /* records in the body */
+    char *hdr_buf;
+    size_t hdr_size;
+};
+
+void sink_firehose_request_init(struct sink_firehose_request *r);
+void sink_firehose_request_done(struct sink_firehose_request *r);
+
+/*
+ * Builds the body for all records of b and signs it for the instant now.
+ * Returns 0, -EINVAL for an empty batch or incomplete credentials,
+ * -ENOMEM; -ENOBUFS or -EINVAL passed on from sigv4_sign().
+ */
+int sink_firehose_build(const struct sink_firehose *s, const struct batch *b,
+                        const struct sigv4_credentials *cred, time_t now,
+                        struct sink_firehose_request *r);
+
+enum sink_firehose_class {
+    SINK_FIREHOSE_OK,           /* every record accepted */
+    SINK_FIREHOSE_RETRY,        /* throttling, 5xx, a garbled response */
+    SINK_FIREHOSE_AUTH,         /* refresh the credentials, then retry */
+    SINK_FIREHOSE_FATAL,        /* needs an operator; retry slowly */
+};
+
+const char *sink_firehose_class_to_string(enum sink_firehose_class c);
+
+/* Classifies an AWS error code, prefix already stripped; -1 if unknown. */
+int sink_firehose_classify(const char *code);
+
+#define SINK_FIREHOSE_CODE_MAX 64
+#define SINK_FIREHOSE_MESSAGE_MAX 256
+
+struct sink_firehose_result {
+    enum sink_firehose_class class;
+    size_t n_failed;                /* records flagged for a retry */
+    size_t failed_put_count;        /* as the service reported it */
+    /*
+     * The response did not say what became of each record (not JSON, a
+     * count that does not match, a missing member), so every record is
+     * flagged; reason says what was wrong.
+     */
+    bool protocol_error;
+    const char *reason;             /* static text, NULL when none */
+    /*
+     * The first record's ErrorCode and ErrorMessage, or the __type
+     * (without its "namespace#" prefix) and message of a failed call;
+     * truncated, "" when the response had none.  Service text: escape
+     * it before logging.
+     */
+    char error_code[SINK_FIREHOSE_CODE_MAX];
+    char error_message[SINK_FIREHOSE_MESSAGE_MAX];
+};
+
+/*
+ * Reads the response to a request that carried n_records records and
+ * sets ret_failed[0 .. n_records - 1].  Every outcome is described in
+ * *ret, so this only fails with -ENOMEM; a failed call flags every
+ * record.  The HTTP status is the one curl reports.
+ */
+int sink_firehose_parse_response(long http_status, const void *body,
+                                 size_t len, size_t n_records,
+                                 bool *ret_failed,
+                                 struct sink_firehose_result *ret);
