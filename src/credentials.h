@@ -17,8 +17,9 @@ struct credentials *credentials_free(struct credentials *c);
 
 /*
  * Fills *ret with pointers into c, valid until the next call.  Returns 0,
- * or -ENOKEY when no source in the chain has credentials, with the reason
- * in *reterr_reason.
+ * or -ENOKEY when no source in the chain has credentials or one has only
+ * half of them, with a static reason in *reterr_reason; -ENOMEM.  Not
+ * thread-safe: c has one owner, the thread that signs.
  */
 int credentials_get(struct credentials *c, struct sigv4_credentials *ret,
                     const char **reterr_reason);
