@@ -25,6 +25,9 @@
 #include <openssl/evp.h>
 
 #include "sigv4.h"
+#ifdef TEST_SIGV4_WITH_CREDENTIALS
+#include "credentials.h"
+#endif
 
 #define SUITE_DIR AAAS_SHARED_DIR "/sigv4-test-suite"
 #define CLASSIC_DIR SUITE_DIR "/aws-sig-v4-test-suite"
@@ -926,6 +929,135 @@ test_query_forms(void **state)
     assert_string_equal(creq_a, creq_b);
 }
 
+/*
+ * credentials.c is tested here because its one source today is the
+ * environment; the test links it only when built with this defined.
+ */
+#ifdef TEST_SIGV4_WITH_CREDENTIALS
+static const char *const env_names[] = {
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SECURITY_TOKEN",
+};
+
+static int
+env_clear(void **state)
+{
+    (void) state;
+    for (size_t i = 0; i < sizeof(env_names) / sizeof(env_names[0]); i++)
+        assert_int_equal(unsetenv(env_names[i]), 0);
+    return 0;
+}
+
+static void
+test_credentials_absent(void **state)
+{
+    struct sigv4_credentials got = { "untouched", NULL, NULL };
+    const char *reason = NULL;
+    struct credentials *c;
+
+    (void) state;
+    c = credentials_new();
+    assert_non_null(c);
+    assert_int_equal(credentials_get(c, &got, &reason), -ENOKEY);
+    assert_string_equal(reason,
+                        "no credentials: AWS_ACCESS_KEY_ID is not set");
+    assert_string_equal(got.access_key_id, "untouched");
+
+    /* empty counts as unset, as in the SDKs */
+    setenv("AWS_ACCESS_KEY_ID", "", 1);
+    assert_int_equal(credentials_get(c, &got, &reason), -ENOKEY);
+    assert_null(credentials_free(c));
+    assert_null(credentials_free(NULL));
+}
+
+static void
+test_credentials_half_set(void **state)
+{
+    struct sigv4_credentials got;
+    const char *reason = NULL;
+    struct credentials *c;
+
+    (void) state;
+    c = credentials_new();
+    assert_non_null(c);
+    setenv("AWS_ACCESS_KEY_ID", "AKIDONLY", 1);
+    assert_int_equal(credentials_get(c, &got, &reason), -ENOKEY);
+    assert_non_null(strstr(reason, "AWS_SECRET_ACCESS_KEY is not"));
+
+    env_clear(NULL);
+    setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+    assert_int_equal(credentials_get(c, &got, &reason), -ENOKEY);
+    assert_non_null(strstr(reason, "AWS_ACCESS_KEY_ID is not"));
+    credentials_free(c);
+}
+
+static void
+test_credentials_env(void **state)
+{
+    struct sigv4_credentials got;
+    const char *reason = NULL;
+    struct credentials *c;
+
+    (void) state;
+    c = credentials_new();
+    assert_non_null(c);
+    setenv("AWS_ACCESS_KEY_ID", "AKID1", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "secret1", 1);
+    assert_int_equal(credentials_get(c, &got, &reason), 0);
+    assert_string_equal(got.access_key_id, "AKID1");
+    assert_string_equal(got.secret_access_key, "secret1");
+    assert_null(got.session_token);
+
+    /* cached: the environment is read again only after invalidation */
+    setenv("AWS_ACCESS_KEY_ID", "AKID2", 1);
+    setenv("AWS_SESSION_TOKEN", "token2", 1);
+    assert_int_equal(credentials_get(c, &got, &reason), 0);
+    assert_string_equal(got.access_key_id, "AKID1");
+    credentials_invalidate(c);
+    assert_int_equal(credentials_get(c, &got, &reason), 0);
+    assert_string_equal(got.access_key_id, "AKID2");
+    assert_string_equal(got.session_token, "token2");
+
+    /* a copy, not the environment's own string */
+    assert_ptr_not_equal(got.secret_access_key,
+                         getenv("AWS_SECRET_ACCESS_KEY"));
+    credentials_free(c);
+}
+
+static void
+test_credentials_aliases(void **state)
+{
+    struct sigv4_credentials got;
+    const char *reason = NULL;
+    struct credentials *c;
+
+    (void) state;
+    c = credentials_new();
+    assert_non_null(c);
+    setenv("AWS_ACCESS_KEY", "AKIDOLD", 1);
+    setenv("AWS_SECRET_KEY", "secretold", 1);
+    setenv("AWS_SECURITY_TOKEN", "tokenold", 1);
+    assert_int_equal(credentials_get(c, &got, &reason), 0);
+    assert_string_equal(got.access_key_id, "AKIDOLD");
+    assert_string_equal(got.secret_access_key, "secretold");
+    assert_string_equal(got.session_token, "tokenold");
+
+    /* the current names win */
+    setenv("AWS_ACCESS_KEY_ID", "AKIDNEW", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "secretnew", 1);
+    credentials_invalidate(c);
+    assert_int_equal(credentials_get(c, &got, &reason), 0);
+    assert_string_equal(got.access_key_id, "AKIDNEW");
+    assert_string_equal(got.secret_access_key, "secretnew");
+
+    /* gone from the environment: invalidation drops them for good */
+    env_clear(NULL);
+    credentials_invalidate(c);
+    assert_int_equal(credentials_get(c, &got, &reason), -ENOKEY);
+    credentials_free(c);
+}
+#endif
+
 int
 main(void)
 {
@@ -939,6 +1071,12 @@ main(void)
         cmocka_unit_test(test_payload_hash_given),
         cmocka_unit_test(test_refused_requests),
         cmocka_unit_test(test_query_forms),
+#ifdef TEST_SIGV4_WITH_CREDENTIALS
+        cmocka_unit_test_setup(test_credentials_absent, env_clear),
+        cmocka_unit_test_setup(test_credentials_half_set, env_clear),
+        cmocka_unit_test_setup(test_credentials_env, env_clear),
+        cmocka_unit_test_setup(test_credentials_aliases, env_clear),
+#endif
     };
     struct CMUnitTest *tests;
     size_t n_direct = sizeof(direct) / sizeof(direct[0]);
