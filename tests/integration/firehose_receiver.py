@@ -169,6 +169,7 @@ class ReceiverState:
             "dropped": 0,
             "stored_unanswered_calls": 0,
             "records_stored_unanswered": 0,
+            "newlines_stored_unanswered": 0,
             "objects": 0,
             "bytes_stored": 0,
             "newlines_stored": 0,
@@ -682,6 +683,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 with state.lock:
                     state.stats["stored_unanswered_calls"] += 1
                     state.stats["records_stored_unanswered"] += len(kept)
+                    state.stats["newlines_stored_unanswered"] += sum(
+                        r.count(b"\n") for r in kept)
                 self._drop()
                 return
             with state.lock:
