@@ -44,6 +44,7 @@ struct tail_options {
     size_t n_inputs;
     tail_line_fn line_fn;
     void *userdata;
+    unsigned rescan_interval_ms;    /* glob and fstat period; 0: 2000 */
 };
 
 int tail_new(const struct tail_options *o, struct tail **ret);
