@@ -826,6 +826,51 @@ authz_build(const struct sigv4_request *req,
     return o.overflow ? -ENOBUFS : 0;
 }
 
+static void
+outputs_clear(char *ret, size_t ret_size, char *ret_creq, size_t creq_size,
+              char *ret_sts, size_t sts_size)
+{
+    if (ret && ret_size > 0)
+        ret[0] = '\0';
+    if (ret_creq && creq_size > 0)
+        ret_creq[0] = '\0';
+    if (ret_sts && sts_size > 0)
+        ret_sts[0] = '\0';
+}
+
+/* The string to sign for the canonical request's hash, and its HMAC. */
+static int
+sts_sign(struct sigv4_thread *t, const struct sigv4_credentials *cred,
+         const struct sigv4_scope *scope, const char *amz_date,
+         const char *date, const char *creq_hash, char *ret_sts,
+         size_t sts_size, char ret_sig[SIGV4_HEX_SHA256_SIZE])
+{
+    unsigned char sig[SHA256_LEN];
+    const unsigned char *key;
+    char sts[STS_MAX];
+    int len, r;
+
+    len = snprintf(sts, sizeof(sts), SIGV4_ALGORITHM "\n%s\n%s/%s/%s/"
+                   SIGV4_TERMINATOR "\n%s", amz_date, date, scope->region,
+                   scope->service, creq_hash);
+    assert(len > 0 && (size_t) len < sizeof(sts));
+    if (ret_sts && (size_t) len >= sts_size)
+        return -ENOBUFS;
+
+    r = signing_key(t, cred->secret_access_key, date, scope, &key);
+    if (r < 0)
+        return r;
+
+    r = hmac(t, key, SHA256_LEN, sts, (size_t) len, sig);
+    if (r < 0)
+        return r;
+
+    hex_encode(sig, sizeof(sig), ret_sig);
+    if (ret_sts)
+        memcpy(ret_sts, sts, (size_t) len + 1);
+    return 0;
+}
+
 int
 sigv4_sign(const struct sigv4_request *req,
            const struct sigv4_credentials *cred,
@@ -836,20 +881,13 @@ sigv4_sign(const struct sigv4_request *req,
 {
     struct sigv4_thread *t = &sigv4_thread;
     struct sigv4_param params[SIGV4_QUERY_MAX];
-    unsigned char idx[SIGV4_HEADERS_MAX], sig[SHA256_LEN];
-    char amz_date[17], date[9], creq_hash[65], sts[STS_MAX];
+    unsigned char idx[SIGV4_HEADERS_MAX];
+    char amz_date[17], date[9], creq_hash[SIGV4_HEX_SHA256_SIZE];
     char sig_hex[SIGV4_HEX_SHA256_SIZE];
-    const unsigned char *key;
-    int n_params, len, r;
+    int n_params, r;
 
     assert(req && cred && scope && ret);
-
-    if (ret_size > 0)
-        ret[0] = '\0';
-    if (ret_creq && creq_size > 0)
-        ret_creq[0] = '\0';
-    if (ret_sts && sts_size > 0)
-        ret_sts[0] = '\0';
+    outputs_clear(ret, ret_size, ret_creq, creq_size, ret_sts, sts_size);
 
     r = request_check(req, cred, scope);
     if (r < 0)
@@ -877,37 +915,15 @@ sigv4_sign(const struct sigv4_request *req,
     if (r < 0)
         goto out;
 
-    len = snprintf(sts, sizeof(sts), SIGV4_ALGORITHM "\n%s\n%s/%s/%s/"
-                   SIGV4_TERMINATOR "\n%s", amz_date, date, scope->region,
-                   scope->service, creq_hash);
-    assert(len > 0 && (size_t) len < sizeof(sts));
-    if (ret_sts && (size_t) len >= sts_size) {
-        r = -ENOBUFS;
-        goto out;
-    }
-
-    r = signing_key(t, cred->secret_access_key, date, scope, &key);
+    r = sts_sign(t, cred, scope, amz_date, date, creq_hash, ret_sts,
+                 sts_size, sig_hex);
     if (r < 0)
         goto out;
-
-    r = hmac(t, key, SHA256_LEN, sts, (size_t) len, sig);
-    if (r < 0)
-        goto out;
-    hex_encode(sig, sizeof(sig), sig_hex);
 
     r = authz_build(req, cred, scope, date, idx, sig_hex, ret, ret_size);
-    if (r < 0)
-        goto out;
-    if (ret_sts)
-        memcpy(ret_sts, sts, (size_t) len + 1);
 out:
-    if (r < 0) {
-        if (ret_size > 0)
-            ret[0] = '\0';
-        if (ret_creq && creq_size > 0)
-            ret_creq[0] = '\0';
-        if (ret_sts && sts_size > 0)
-            ret_sts[0] = '\0';
-    }
+    if (r < 0)
+        outputs_clear(ret, ret_size, ret_creq, creq_size, ret_sts,
+                      sts_size);
     return r;
 }
