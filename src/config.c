@@ -1022,7 +1022,15 @@ out:
     return r;
 }
 
-/* Reads and checks the whole file; the parser state goes with it. */
+/*
+ * Reads and checks the whole file; the parser state goes with it.
+ *
+ * XXX: libconfuse 3.3 takes the end of the file as the end of any section
+ * still open, so a config whose last closing brace is missing loads
+ * without a word.  Nothing is misread (the section simply ends there), so
+ * this is tolerable; telling the two apart needs a brace count from the
+ * lexer, which libconfuse does not expose, or a tokenizer of our own.
+ */
 static int
 config_parse(struct config_parser *p, FILE *f, struct config *c)
 {
