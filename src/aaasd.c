@@ -26,6 +26,7 @@
 #include "log.h"
 #include "parse_json.h"
 #include "sender.h"
+#include "sigv4.h"
 #include "socket_input.h"
 #include "spool.h"
 #include "tail.h"
@@ -595,6 +596,8 @@ aaasd_teardown(struct aaasd *d)
     d->http = http_free(d->http);
     d->sender = sender_free(d->sender);
     d->credentials = credentials_free(d->credentials);
+    /* Wipes the signing keys this thread derived. */
+    sigv4_done();
     sd_event_source_disable_unref(d->commit);
     sd_event_source_disable_unref(d->sync_io);
     sd_event_source_disable_unref(d->status_timer);

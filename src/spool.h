@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /*
  * The durable queue between the inputs and the sink.  One thread (the
@@ -18,12 +19,24 @@ enum spool_sync_mode {
     SPOOL_SYNC_INTERVAL,    /* fdatasync every sync_interval_ms */
 };
 
+/*
+ * The calls that move frame data to the disk.  Tests replace them to
+ * inject ENOSPC, EIO, short writes and failed syncs; the daemon leaves
+ * spool_options.io NULL, which means the C library.  The fdatasync hook
+ * runs on the helper thread as well as in the caller.
+ */
+struct spool_io {
+    ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
+    int (*fdatasync)(int fd);
+};
+
 struct spool_options {
-    const char *dir;
-    uint64_t max_size;          /* bytes on disk, all segments */
-    uint64_t segment_size;      /* bytes per segment before a new one */
+    const char *dir;            /* created (one level) when missing */
+    uint64_t max_size;          /* bytes on disk, all segments; 0: no cap */
+    uint64_t segment_size;      /* bytes per segment; 0: 64 MiB */
     enum spool_sync_mode sync;
-    unsigned sync_interval_ms;
+    unsigned sync_interval_ms;  /* SPOOL_SYNC_INTERVAL only; 0: 1000 */
+    const struct spool_io *io;  /* NULL outside tests */
 };
 
 #define SPOOL_FRAME_MAX (1024u * 1024u)     /* largest payload, bytes */

@@ -478,9 +478,11 @@ file_deliver(struct tail_file *f)
         file_mark(f, f->skip_seq, f->buf_off + pos);
     }
 
-    memmove(f->buf, f->buf + pos, f->buf_len - pos);
-    f->buf_len -= pos;
-    f->buf_off += pos;
+    if (pos > 0) {
+        memmove(f->buf, f->buf + pos, f->buf_len - pos);
+        f->buf_len -= pos;
+        f->buf_off += pos;
+    }
     return r;
 }
 
