@@ -372,7 +372,8 @@ file_restart(struct tail_file *f, const char *why)
     f->n_marks = 0;
     f->stride = 1;
     f->durable_off = 0;
-    (void)sd_event_source_set_enabled(f->partial_timer, SD_EVENT_OFF);
+    if (f->partial_timer)
+        (void)sd_event_source_set_enabled(f->partial_timer, SD_EVENT_OFF);
     (void)tail_fingerprint(f->fd, TAIL_FP_MAX, f->fp, &f->fp_len);
     tail_mark_dirty(f->tail);
 }
@@ -405,6 +406,49 @@ file_emit(struct tail_file *f, size_t pos, size_t len, bool truncated,
 }
 
 /*
+ * The bytes from pos on hold no '\n'.  An over-long line is cut now and
+ * the rest of it skipped; a partial line is taken once it is due; else
+ * the bytes wait for more.  Returns the new pos or a negative errno.
+ */
+static ssize_t
+file_deliver_rest(struct tail_file *f, size_t pos)
+{
+    size_t rest = f->buf_len - pos, max_line = f->input->max_line;
+    bool due = f->partial_due && f->at_eof;
+    uint64_t seq;
+    int r;
+
+    if (f->skipping) {
+        if (due) {
+            /* Idle in the middle of an over-long line: it ends here. */
+            f->skipping = false;
+            f->partial_due = false;
+            file_mark(f, f->skip_seq, f->buf_off + f->buf_len);
+        }
+        return (ssize_t)f->buf_len;
+    }
+    if (rest > max_line) {
+        /* Its end is not in sight yet: the mark waits for the '\n', so a
+         * restart before then offers the line again. */
+        r = file_emit(f, pos, max_line, true, &seq);
+        if (r < 0)
+            return r;
+        f->skipping = true;
+        f->skip_seq = seq;
+        return (ssize_t)f->buf_len;
+    }
+    if (rest > 0 && due) {
+        r = file_emit(f, pos, rest, false, &seq);
+        if (r < 0)
+            return r;
+        f->partial_due = false;
+        file_mark(f, seq, f->buf_off + f->buf_len);
+        return (ssize_t)f->buf_len;
+    }
+    return (ssize_t)pos;
+}
+
+/*
  * Hands on every complete line in the buffer, then drops what was handed
  * on.  A line is kept in the buffer until line_fn takes it, so a refused
  * line is offered again as it was.  Returns -EAGAIN when refused or paused.
@@ -413,7 +457,8 @@ static int
 file_deliver(struct tail_file *f)
 {
     size_t max_line = f->input->max_line;
-    size_t pos = 0, rest, len;
+    size_t pos = 0, end, len;
+    ssize_t n;
     uint64_t seq;
     char *nl;
     int r = 0;
@@ -421,63 +466,39 @@ file_deliver(struct tail_file *f)
     while (pos < f->buf_len) {
         if (!tail_running(f->tail)) {
             r = -EAGAIN;
-            break;
+            goto out;
         }
-        rest = f->buf_len - pos;
-        nl = memchr(f->buf + pos, '\n', rest);
+        nl = memchr(f->buf + pos, '\n', f->buf_len - pos);
+        if (!nl)
+            break;
+        end = (size_t)(nl - f->buf) + 1;
 
         if (f->skipping) {
-            if (!nl) {
-                pos = f->buf_len;
-                break;
-            }
-            pos = (size_t)(nl - f->buf) + 1;
             f->skipping = false;
-            file_mark(f, f->skip_seq, f->buf_off + pos);
+            file_mark(f, f->skip_seq, f->buf_off + end);
+            pos = end;
             continue;
         }
-
-        if (nl) {
-            len = (size_t)(nl - (f->buf + pos));
-            r = file_emit(f, pos, len > max_line ? max_line : len,
-                          len > max_line, &seq);
-            if (r < 0)
-                break;
-            pos += len + 1;
-            file_mark(f, seq, f->buf_off + pos);
-            continue;
-        }
-
-        if (rest > max_line) {
-            /* Its end is not in sight yet: the mark waits for the '\n',
-             * so a restart before it offers the line again. */
-            r = file_emit(f, pos, max_line, true, &seq);
-            if (r < 0)
-                break;
-            f->skipping = true;
-            f->skip_seq = seq;
-            pos = f->buf_len;
-            break;
-        }
-
-        if (f->partial_due && f->at_eof) {
-            r = file_emit(f, pos, rest, false, &seq);
-            if (r < 0)
-                break;
-            pos = f->buf_len;
-            f->partial_due = false;
-            file_mark(f, seq, f->buf_off + pos);
-        }
-        break;
+        len = end - 1 - pos;
+        r = file_emit(f, pos, len > max_line ? max_line : len,
+                      len > max_line, &seq);
+        if (r < 0)
+            goto out;
+        pos = end;
+        file_mark(f, seq, f->buf_off + pos);
     }
 
-    if (f->skipping && f->partial_due && f->at_eof && pos == f->buf_len) {
-        /* Idle in the middle of an over-long line: it ends here. */
-        f->skipping = false;
-        f->partial_due = false;
-        file_mark(f, f->skip_seq, f->buf_off + pos);
+    if (!tail_running(f->tail)) {
+        r = -EAGAIN;
+        goto out;
     }
+    n = file_deliver_rest(f, pos);
+    if (n < 0)
+        r = (int)n;
+    else
+        pos = (size_t)n;
 
+out:
     if (pos > 0) {
         memmove(f->buf, f->buf + pos, f->buf_len - pos);
         f->buf_len -= pos;
@@ -641,7 +662,8 @@ file_pump(struct tail_file *f, size_t budget)
         f->read_failed = false;
         if (!f->gone)
             f->partial_due = false;
-        (void)sd_event_source_set_enabled(f->partial_timer, SD_EVENT_OFF);
+        if (f->partial_timer)
+            (void)sd_event_source_set_enabled(f->partial_timer, SD_EVENT_OFF);
     }
 
     f->want_read = false;
@@ -793,53 +815,32 @@ tail_open_failed(struct tail *t, const char *path, int error)
     e->seen = true;
 }
 
+/* Takes over fd (a regular file) with its fingerprint as a followed file. */
 static int
-tail_open(struct tail *t, struct tail_input *in, const char *path)
+file_new(struct tail *t, struct tail_input *in, const char *path, int fd,
+         const struct stat *st, const uint8_t *fp, size_t fp_len)
 {
-    struct tail_file *f = NULL;
-    struct stat st;
-    int fd = -1;
+    struct tail_file *f;
     int r;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) {
-        r = -errno;
-        tail_open_failed(t, path, r);
-        goto out;
-    }
-    /* The path may have been replaced since the glob: trust the fd. */
-    if (fstat(fd, &st) < 0) {
-        r = -errno;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || tail_find(t, in, st.st_dev, st.st_ino)) {
-        r = 0;
-        goto out;
-    }
-
     f = calloc(1, sizeof(*f));
-    if (!f) {
-        r = -ENOMEM;
-        goto out;
-    }
+    if (!f)
+        return -ENOMEM;
     f->path = strdup(path);
     if (!f->path) {
-        r = -ENOMEM;
-        goto out;
+        free(f);
+        return -ENOMEM;
     }
     f->tail = t;
     f->input = in;
     f->fd = fd;
     f->stride = 1;
-    f->dev = st.st_dev;
-    f->ino = st.st_ino;
-    r = tail_fingerprint(fd, TAIL_FP_MAX, f->fp, &f->fp_len);
-    if (r < 0) {
-        tail_open_failed(t, path, r);
-        goto out;
-    }
+    f->dev = st->st_dev;
+    f->ino = st->st_ino;
+    memcpy(f->fp, fp, sizeof(f->fp));
+    f->fp_len = fp_len;
     f->read_off = f->buf_off = f->durable_off =
-            file_start_offset(f, (uint64_t)st.st_size);
+            file_start_offset(f, (uint64_t)st->st_size);
 
     /* Without a watch the rescan's fstat still finds new data, only
      * later; inotify watches are a limited resource. */
@@ -859,12 +860,44 @@ tail_open(struct tail *t, struct tail_input *in, const char *path)
     tail_mark_dirty(t);
     file_schedule(f);
     return 0;
+}
+
+static int
+tail_open(struct tail *t, struct tail_input *in, const char *path)
+{
+    uint8_t fp[TAIL_FP_HASH];
+    size_t fp_len = 0;
+    struct stat st;
+    int fd = -1;
+    int r;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        r = -errno;
+        tail_open_failed(t, path, r);
+        goto out;
+    }
+    /* The path may have been replaced since the glob: trust the fd. */
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode) || tail_find(t, in, st.st_dev, st.st_ino)) {
+        r = 0;
+        goto out;
+    }
+    r = tail_fingerprint(fd, TAIL_FP_MAX, fp, &fp_len);
+    if (r < 0) {
+        tail_open_failed(t, path, r);
+        goto out;
+    }
+
+    r = file_new(t, in, path, fd, &st, fp, fp_len);
+    if (r < 0)
+        goto out;
+    return 0;
 
 out:
-    if (f) {
-        free(f->path);
-        free(f);
-    }
     if (fd >= 0)
         (void)close(fd);
     return r;
@@ -972,7 +1005,8 @@ tail_scan_input(struct tail *t, struct tail_input *in)
         if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
             continue;
         for (s = t->saved; s; s = s->next)
-            if (s->dev == st.st_dev && s->ino == st.st_ino)
+            if (s->dev == st.st_dev && s->ino == st.st_ino &&
+                strcmp(s->input, in->name) == 0)
                 s->seen = true;
 
         f = tail_find(t, in, st.st_dev, st.st_ino);
@@ -996,10 +1030,38 @@ tail_scan_input(struct tail *t, struct tail_input *in)
 }
 
 static void
-tail_rescan(struct tail *t)
+tail_drop_stale(struct tail *t, bool complete)
 {
     struct tail_saved **sp, *s;
     struct tail_failed **ep, *e;
+
+    /* A record is kept while some matched path still has its inode (the
+     * file may only be unreadable for now); otherwise it is stale. */
+    for (sp = &t->saved; complete && (s = *sp);) {
+        if (s->seen) {
+            sp = &s->next;
+            continue;
+        }
+        *sp = s->next;
+        tail_saved_free(s);
+        tail_mark_dirty(t);
+    }
+    for (ep = &t->failed; (e = *ep);) {
+        if (e->seen) {
+            ep = &e->next;
+            continue;
+        }
+        *ep = e->next;
+        free(e->path);
+        free(e);
+    }
+}
+
+static void
+tail_rescan(struct tail *t)
+{
+    struct tail_saved *s;
+    struct tail_failed *e;
     struct tail_file *f;
     bool complete = true;
 
@@ -1030,27 +1092,7 @@ tail_rescan(struct tail *t)
     for (f = t->files; f; f = f->next)
         if (f->fd >= 0)
             file_check(f);
-
-    /* A record is kept while some matched path still has its inode (the
-     * file may only be unreadable for now); otherwise it is stale. */
-    for (sp = &t->saved; complete && (s = *sp);) {
-        if (s->seen) {
-            sp = &s->next;
-            continue;
-        }
-        *sp = s->next;
-        tail_saved_free(s);
-        tail_mark_dirty(t);
-    }
-    for (ep = &t->failed; (e = *ep);) {
-        if (e->seen) {
-            ep = &e->next;
-            continue;
-        }
-        *ep = e->next;
-        free(e->path);
-        free(e);
-    }
+    tail_drop_stale(t, complete);
 }
 
 static int
@@ -1446,6 +1488,32 @@ tail_input_init(struct tail *t, struct tail_input *in,
     return 0;
 }
 
+static int
+tail_add_sources(struct tail *t)
+{
+    int r;
+
+    /* Off until a file has something to read. */
+    r = sd_event_add_defer(t->event, &t->work, tail_work, t);
+    if (r < 0)
+        return r;
+    r = sd_event_source_set_enabled(t->work, SD_EVENT_OFF);
+    if (r < 0)
+        return r;
+    r = sd_event_add_time_relative(t->event, &t->rescan, CLOCK_MONOTONIC,
+                                   t->rescan_usec, TAIL_TIMER_ACCURACY,
+                                   tail_rescan_fired, t);
+    if (r < 0)
+        return r;
+    /* Off until something changes. */
+    r = sd_event_add_time_relative(t->event, &t->save_timer,
+                                   CLOCK_MONOTONIC, TAIL_SAVE_USEC,
+                                   TAIL_TIMER_ACCURACY, tail_save_fired, t);
+    if (r < 0)
+        return r;
+    return sd_event_source_set_enabled(t->save_timer, SD_EVENT_OFF);
+}
+
 int
 tail_new(const struct tail_options *o, struct tail **ret)
 {
@@ -1484,23 +1552,7 @@ tail_new(const struct tail_options *o, struct tail **ret)
     if (r < 0)
         goto out;
 
-    r = sd_event_add_defer(t->event, &t->work, tail_work, t);
-    if (r < 0)
-        goto out;
-    r = sd_event_source_set_enabled(t->work, SD_EVENT_OFF);
-    if (r < 0)
-        goto out;
-    r = sd_event_add_time_relative(t->event, &t->rescan, CLOCK_MONOTONIC,
-                                   t->rescan_usec, TAIL_TIMER_ACCURACY,
-                                   tail_rescan_fired, t);
-    if (r < 0)
-        goto out;
-    r = sd_event_add_time_relative(t->event, &t->save_timer,
-                                   CLOCK_MONOTONIC, TAIL_SAVE_USEC,
-                                   TAIL_TIMER_ACCURACY, tail_save_fired, t);
-    if (r < 0)
-        goto out;
-    r = sd_event_source_set_enabled(t->save_timer, SD_EVENT_OFF);
+    r = tail_add_sources(t);
     if (r < 0)
         goto out;
 

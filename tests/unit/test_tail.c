@@ -645,6 +645,35 @@ test_deleted_file_read_and_closed(void **state)
     expect_line(c, 2, "x3", 6);
 }
 
+/* Renamed within the glob: followed on; renamed out of it: closed. */
+static void
+test_renamed_file(void **state)
+{
+    struct ctx *c = *state;
+    char p[256], q[256], r[256];
+
+    log_path(c, "a.log", p, sizeof(p));
+    log_path(c, "b.log", q, sizeof(q));
+    log_path(c, "b.log.1", r, sizeof(r));
+    puts_file(p, "w", "r1\n");
+    start(c);
+    assert_true(run_until_lines(c, 1, 2000));
+
+    assert_int_equal(rename(p, q), 0);
+    run_for(c, 300);
+    assert_int_equal(tail_files(c->tail), 1);
+    puts_file(q, "a", "r2\n");
+    assert_true(run_until_lines(c, 2, 2000));
+    expect_line(c, 1, "r2", 3);
+    assert_string_equal(c->got[1].path, q);
+
+    puts_file(q, "a", "r3\n");
+    assert_int_equal(rename(q, r), 0);
+    assert_true(run_until_files(c, 0, 2000));
+    assert_int_equal(c->n_got, 3);
+    expect_line(c, 2, "r3", 6);
+}
+
 /* One busy file must not hold back another. */
 static void
 test_fairness(void **state)
@@ -752,6 +781,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_deleted_file_read_and_closed,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renamed_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fairness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_lines_durable, setup,
                                         teardown),
