@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -377,6 +378,29 @@ aaasd_on_hup(sd_event_source *es, const struct signalfd_siginfo *si,
     return 0;
 }
 
+/* mkdir -p, for the state directory: its parents may be missing too. */
+static int
+aaasd_mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
 static int
 aaasd_setup_inputs(struct aaasd *d)
 {
@@ -409,6 +433,13 @@ aaasd_setup_inputs(struct aaasd *d)
     }
 
     if (c->n_inputs > 0) {
+        r = aaasd_mkdir_p(c->state_dir, 0750);
+        if (r < 0) {
+            log_err("cannot create state directory '%s': %s, exiting",
+                    c->state_dir, strerror(-r));
+            return r;
+        }
+
         struct tail_options to = {
             .event = d->event,
             .state_dir = c->state_dir,

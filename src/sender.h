@@ -43,7 +43,7 @@ struct sender_stats {
     uint64_t failed_calls;
     uint64_t failed_records;    /* records retried after FailedPutCount */
     uint64_t possible_duplicates;
-    char last_error[256];
+    char last_error[512];
 };
 
 int sender_new(const struct sender_options *o, struct sender **ret,
