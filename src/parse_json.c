@@ -74,9 +74,9 @@ static bool
 parse_json_in_arena(const struct parse_json *p,
                     const struct parse_json_block *b)
 {
-    const unsigned char *u = (const unsigned char *)b;
+    uintptr_t u = (uintptr_t)b, a = (uintptr_t)p->arena;
 
-    return u >= p->arena && u < p->arena + PARSE_JSON_ARENA_SIZE;
+    return u >= a && u - a < PARSE_JSON_ARENA_SIZE;
 }
 
 static struct parse_json_block *

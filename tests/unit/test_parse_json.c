@@ -47,7 +47,8 @@ static const struct pj_case pj_good[] = {
     OK("{\"u\":\"\\u00e9\\u4e2d\\n\\t\\\"\\\\\\/\"}", 29, false),
     /* A surrogate pair, escaped, and the same character as raw UTF-8. */
     OK("{\"s\":\"\\ud83d\\ude00\"}", 19, false),
-    OK("{\"s\":\"\xf0\x9f\x98\x80\",\"t\":\"\xc3\xa9\xe4\xb8\xad\"}", 23, false),
+    OK("{\"s\":\"\xf0\x9f\x98\x80\",\"t\":\"\xc3\xa9\xe4\xb8\xad\"}",
+       23, false),
     OK("{\"\xef\xbf\xbd\":\"\xf4\x8f\xbf\xbf\"}", 13, false),
     /* Reserved names are only reserved at the top level. */
     OK("{\"x\":{\"_aaas\":1,\"_aaas_seal\":2,\"_aaas_reject\":3}}", 48, false),
