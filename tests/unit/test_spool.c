@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -935,6 +936,159 @@ test_fault_then_free(void **state)
     rm_dir(dir);
 }
 
+/*
+ * Crash simulation: files remember how much of them the last successful
+ * fdatasync covered (by inode, since fd numbers are reused).  At the
+ * chosen sync the "machine" stops: every later write and sync fails, and
+ * what was never synced is then dropped or garbled on disk before the
+ * spool is opened again.
+ */
+static struct {
+    ino_t ino;
+    off_t size;
+} crash_synced[256];
+static int crash_nsynced;
+static int crash_at;            /* fail from this fdatasync on; 0: never */
+static int crash_syncs;
+static bool crashed;
+
+static void
+crash_note_synced(int fd)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) < 0)
+        return;
+    for (int i = 0; i < crash_nsynced; i++)
+        if (crash_synced[i].ino == st.st_ino) {
+            crash_synced[i].size = st.st_size;
+            return;
+        }
+    assert_true(crash_nsynced < 256);
+    crash_synced[crash_nsynced].ino = st.st_ino;
+    crash_synced[crash_nsynced++].size = st.st_size;
+}
+
+static ssize_t
+crash_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    if (__atomic_load_n(&crashed, __ATOMIC_SEQ_CST)) {
+        errno = EIO;
+        return -1;
+    }
+    return pwrite(fd, buf, len, off);
+}
+
+static int
+crash_fdatasync(int fd)
+{
+    if (__atomic_add_fetch(&crash_syncs, 1, __ATOMIC_SEQ_CST) >= crash_at)
+        __atomic_store_n(&crashed, true, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&crashed, __ATOMIC_SEQ_CST)) {
+        errno = EIO;
+        return -1;
+    }
+    if (fdatasync(fd) < 0)
+        return -1;
+    crash_note_synced(fd);
+    return 0;
+}
+
+static const struct spool_io crash_io = {
+    .pwrite = crash_pwrite, .fdatasync = crash_fdatasync,
+};
+
+/* Drops (garble == false) or garbles what no sync covered. */
+static void
+crash_apply(const char *dir, bool garble)
+{
+    struct dirent *de;
+    DIR *d = opendir(dir);
+
+    assert_non_null(d);
+    while ((de = readdir(d))) {
+        off_t keep = 0, size;
+        struct stat st;
+        char *p = NULL;
+
+        if (!strstr(de->d_name, ".seg"))
+            continue;
+        assert_true(asprintf(&p, "%s/%s", dir, de->d_name) > 0);
+        assert_int_equal(stat(p, &st), 0);
+        for (int i = 0; i < crash_nsynced; i++)
+            if (crash_synced[i].ino == st.st_ino)
+                keep = crash_synced[i].size;
+        size = st.st_size;
+        if (garble && size > keep) {
+            int fd = open(p, O_WRONLY);
+            uint8_t junk[256];
+
+            memset(junk, 0xa5, sizeof(junk));
+            assert_true(fd >= 0);
+            for (off_t o = keep; o < size; o += (off_t)sizeof(junk))
+                assert_true(pwrite(fd, junk, sizeof(junk), o) > 0);
+            close(fd);
+        } else if (size > keep) {
+            assert_int_equal(truncate(p, keep), 0);
+        }
+        free(p);
+    }
+    closedir(d);
+}
+
+static void
+crash_run(int at, bool garble)
+{
+    char *dir = make_dir();
+    struct spool *s = open_spool(dir, 3000, 0, &crash_io);
+    uint64_t durable = 0, acked = 0, got[1024];
+    size_t n;
+
+    crash_nsynced = 0;
+    crash_syncs = 0;
+    crash_at = at;
+    crashed = false;
+    while (!__atomic_load_n(&crashed, __ATOMIC_SEQ_CST)) {
+        append_to(s, spool_next_seq(s) + 7);
+        if (spool_sync_request(s) == 0)
+            (void)wait_sync(s);
+        /* What the spool claims, whether or not the last step failed. */
+        durable = spool_durable_seq(s);
+        if (durable > 20 && spool_ack(s, durable - 20) == 0)
+            acked = durable - 20;
+    }
+    (void)spool_sync_collect(s);
+    durable = spool_durable_seq(s);
+    /* What the dying process still does cannot reach the disk. */
+    spool_free(s);
+    crash_apply(dir, garble);
+
+    s = open_spool(dir, 3000, 0, NULL);
+    assert_true(spool_next_seq(s) > durable);
+    assert_true(spool_acked_seq(s) <= acked);
+    n = read_all(s, spool_acked_seq(s) + 1, got, 1024);
+    /* Every frame reported durable and not acknowledged is there. */
+    for (uint64_t seq = acked + 1; seq <= durable; seq++) {
+        bool found = false;
+
+        for (size_t i = 0; i < n && !found; i++)
+            found = got[i] == seq;
+        assert_true(found);
+    }
+    spool_free(s);
+    rm_dir(dir);
+}
+
+static void
+test_crash_at_each_sync(void **state)
+{
+    (void)state;
+    for (int at = 1; at <= 40; at++) {
+        crash_run(at, false);
+        crash_run(at, true);
+    }
+}
+
 int
 main(void)
 {
@@ -957,6 +1111,7 @@ main(void)
         cmocka_unit_test(test_interval_mode),
         cmocka_unit_test(test_write_faults),
         cmocka_unit_test(test_fault_then_free),
+        cmocka_unit_test(test_crash_at_each_sync),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
