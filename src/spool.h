@@ -52,7 +52,10 @@ uint64_t spool_next_seq(const struct spool *s);
  * Appends one frame to the write buffer and returns its sequence number.
  * Not durable until a later sync covers it.  -ENOSPC when the spool is at
  * max_size, -EMSGSIZE when len > SPOOL_FRAME_MAX, -EAGAIN when the write
- * buffer is full and must be flushed first.
+ * buffer is full and must be flushed first.  In SPOOL_SYNC_ALWAYS, written
+ * bytes stay in the buffer until their sync has completed (so that a
+ * failed fdatasync can be repaired), so -EAGAIN clears only after
+ * spool_sync_collect() has seen that sync.
  */
 int spool_append(struct spool *s, const void *data, size_t len,
                  uint64_t *ret_seq);
@@ -60,7 +63,9 @@ int spool_append(struct spool *s, const void *data, size_t len,
 /*
  * Writes the buffer to the segment and asks the helper thread for an
  * fdatasync of everything written so far.  Cheap to call often: while one
- * sync runs, later requests are merged into the next one.
+ * sync runs, later requests are merged into the next one.  When nothing
+ * new was written, no sync is started.  On a write error the bytes stay
+ * buffered and the next call writes them again.
  */
 int spool_sync_request(struct spool *s);
 
@@ -95,7 +100,10 @@ int spool_cursor_next(struct spool_cursor *c, uint64_t *ret_seq,
 /*
  * Everything up to and including seq has been acknowledged by the sink.
  * The checkpoint is written lazily (atomically, via the helper thread)
- * and segments that hold only acknowledged frames are deleted.
+ * and segments that hold only acknowledged frames are deleted.  At most
+ * one checkpoint per 200 ms is started, from spool_ack(),
+ * spool_sync_request() or spool_sync_collect(); spool_sync_now() and
+ * spool_free() write it at once.  -EINVAL for seq > spool_durable_seq().
  */
 int spool_ack(struct spool *s, uint64_t seq);
 uint64_t spool_acked_seq(const struct spool *s);
