@@ -39,6 +39,7 @@
 /* A reject keeps at most this much of the raw input (see pipeline_take). */
 #define AAASD_REJECT_RAW_MAX (512u * 1024u)
 #define AAASD_PARSE_DEPTH 64
+#define AAASD_RETRY_USEC (200ull * 1000ull)
 
 static const char *arg_config = AAASD_DEFAULT_CONFIG;
 static int arg_check_config;
@@ -61,7 +62,10 @@ struct aaasd {
     sd_event_source *flush_timer;   /* shutdown deadline */
     sd_event_source *stop_check;    /* shutdown: exits once all is sent */
 
+    sd_event_source *retry_timer;   /* re-tries a failed spool write */
     bool full;                      /* spool at max_size: inputs paused */
+    bool held;                      /* an input holds a line until the
+                                     * spool's write buffer drains */
     bool stopping;
     int sync_error;                 /* last sync failure, 0 when fine */
     uint64_t accepted;              /* events durable in the spool */
@@ -164,8 +168,11 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
     }
 
     r = pipeline_append(d, ret_seq);
-    if (r < 0)
+    if (r < 0) {
+        /* Whatever the cause, the input holds the line until we resume. */
+        d->held = true;
         return r == -ENOSPC ? -EAGAIN : r;
+    }
     if (reason) {
         d->rejected++;
         log_debug("pipeline: event %llu rejected: %s",
@@ -212,6 +219,32 @@ pipeline_socket_line(void *userdata, const struct socket_line *l,
                          d->cfg->max_event_size, &src, ret_seq);
 }
 
+static int
+pipeline_retry_cb(sd_event_source *es, uint64_t usec, void *userdata)
+{
+    struct aaasd *d = userdata;
+
+    (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+    return 0;
+}
+
+/*
+ * After a failed write or sync the spool keeps the bytes; try again after
+ * a pause rather than spinning on a disk that is full or failing.
+ */
+static void
+pipeline_retry_later(struct aaasd *d)
+{
+    int r;
+
+    r = sd_event_source_set_time_relative(d->retry_timer,
+                                          AAASD_RETRY_USEC);
+    if (r >= 0)
+        r = sd_event_source_set_enabled(d->retry_timer, SD_EVENT_ONESHOT);
+    if (r < 0)
+        log_err("spool: cannot arm the retry timer: %s", strerror(-r));
+}
+
 /* Runs once the loop has no input left to dispatch: one sync per burst. */
 static int
 pipeline_commit(sd_event_source *es, void *userdata)
@@ -226,7 +259,7 @@ pipeline_commit(sd_event_source *es, void *userdata)
         d->sync_error = r;
     }
     if (r < 0)
-        (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+        pipeline_retry_later(d);
     return 0;
 }
 
@@ -245,7 +278,7 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
                     "and the sync is retried", d->cfg->spool_dir,
                     strerror(-r));
         d->sync_error = r;
-        (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+        pipeline_retry_later(d);
         return 0;
     }
     if (d->sync_error) {
@@ -255,6 +288,10 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
 
     durable = spool_durable_seq(d->spool);
     d->accepted = durable;
+    if (d->held && !d->full) {
+        d->held = false;
+        pipeline_resume(d);
+    }
     if (d->tail)
         tail_durable(d->tail, durable);
     sender_kick(d->sender);
@@ -268,6 +305,7 @@ pipeline_acked(void *userdata, uint64_t acked_seq)
 
     if (d->full && !spool_is_full(d->spool)) {
         d->full = false;
+        d->held = false;
         log_notice("spool: '%s' has room again, resuming inputs",
                    d->cfg->spool_dir);
         pipeline_resume(d);
@@ -499,6 +537,12 @@ aaasd_setup_spool(struct aaasd *d)
     /* After every input source, so one sync covers the whole burst. */
     (void)sd_event_source_set_priority(d->commit, SD_EVENT_PRIORITY_IDLE);
     (void)sd_event_source_set_enabled(d->commit, SD_EVENT_OFF);
+
+    r = sd_event_add_time(d->event, &d->retry_timer, CLOCK_MONOTONIC,
+                          UINT64_MAX, 0, pipeline_retry_cb, d);
+    if (r < 0)
+        return r;
+    (void)sd_event_source_set_enabled(d->retry_timer, SD_EVENT_OFF);
     return 0;
 }
 
@@ -631,6 +675,7 @@ aaasd_teardown(struct aaasd *d)
     sigv4_done();
     sd_event_source_disable_unref(d->commit);
     sd_event_source_disable_unref(d->sync_io);
+    sd_event_source_disable_unref(d->retry_timer);
     sd_event_source_disable_unref(d->status_timer);
     sd_event_source_disable_unref(d->flush_timer);
     sd_event_source_disable_unref(d->stop_check);

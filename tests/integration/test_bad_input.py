@@ -16,7 +16,8 @@ BIG = b'{"big":"' + b"x" * 5000 + b'"}'
 BAD = [
     (b"[1,2,3]", "not a JSON object"),
     (b'"just a string"', "not a JSON object"),
-    (b'{"a":1,', "invalid JSON"),
+    (b'{"a" 1}', "invalid JSON"),
+    (b'{"a":1,', "truncated JSON"),
     (b'{"text":"\xff\xfe bad bytes"}', "invalid UTF-8"),
     (b"", "empty line"),
     (BIG, re.compile(r"line longer than \d+ bytes")),
