@@ -442,8 +442,9 @@ sender_fill(struct sender *s)
             continue;
         /* A slot with failed records left sends those, topped up. */
         (void)sender_load(s, sl);
+        /* Not break: a later slot may hold failed records due now. */
         if (batch_is_empty(&sl->batch))
-            break;
+            continue;
         if (sender_submit(sl) < 0) {
             sl->attempt++;
             sender_schedule_retry(sl, true);
