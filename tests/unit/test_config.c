@@ -19,11 +19,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-/*
- * By path: the build puts the generated autoconf config.h on the include
- * path ahead of src/, and both are called config.h.
- */
-#include "../../src/config.h"
+#include "config.h"
 
 struct scratch {
     char dir[64];
