@@ -22,7 +22,7 @@
 #define EVENT_APP_ID SD_ID128_MAKE(5e,0c,3a,41,9d,27,4b,b8,a6,13,f2,70,c4,e9,58,1d)
 
 /* Room for the `_aaas` member apart from escaped strings. */
-#define EVENT_META_MAX 256
+#define EVENT_META_MAX 384
 
 int
 event_agent_id(char ret[static EVENT_AGENT_ID_LEN + 1])
@@ -201,6 +201,37 @@ event_put_time(struct event_builder *b, const struct timespec *now)
     event_put(b, frac, 8);
 }
 
+static void
+event_put_peer_string(struct event_builder *b, const char *key,
+                      const char *value)
+{
+    if (!value)
+        return;
+    event_puts(b, key);
+    event_put_json_string(b, value, strlen(value));
+}
+
+/*
+ * The writer's credentials as the kernel gave them, and what the pid led
+ * to; a name that could not be found is left out rather than guessed.
+ */
+static void
+event_put_peer(struct event_builder *b, const struct event_source *src)
+{
+    char num[96];
+
+    (void)snprintf(num, sizeof(num),
+                   ",\"peer\":{\"pid\":%ld,\"uid\":%lu,\"gid\":%lu",
+                   (long)src->pid, (unsigned long)src->uid,
+                   (unsigned long)src->gid);
+    event_puts(b, num);
+    event_put_peer_string(b, ",\"comm\":", src->comm);
+    event_put_peer_string(b, ",\"exe\":", src->exe);
+    event_put_peer_string(b, ",\"unit\":", src->unit);
+    event_put_peer_string(b, ",\"user_unit\":", src->user_unit);
+    event_put(b, "}", 1);
+}
+
 /* Writes `"_aaas":{...}` (no leading comma, no closing brace of the event). */
 static void
 event_put_meta(struct event_builder *b, uint64_t seq,
@@ -222,13 +253,8 @@ event_put_meta(struct event_builder *b, uint64_t seq,
     } else {
         event_puts(b, "\",\"source\":\"socket\"");
     }
-    if (src->has_peer) {
-        (void)snprintf(num, sizeof(num),
-                       ",\"peer\":{\"pid\":%ld,\"uid\":%lu,\"gid\":%lu}",
-                       (long)src->pid, (unsigned long)src->uid,
-                       (unsigned long)src->gid);
-        event_puts(b, num);
-    }
+    if (src->has_peer)
+        event_put_peer(b, src);
     event_put(b, "}", 1);
 }
 
@@ -236,7 +262,9 @@ static size_t
 event_meta_room(const struct event_source *src)
 {
     return EVENT_META_MAX + event_str_room(src->input) +
-           event_str_room(src->path);
+           event_str_room(src->path) + event_str_room(src->comm) +
+           event_str_room(src->exe) + event_str_room(src->unit) +
+           event_str_room(src->user_unit);
 }
 
 int

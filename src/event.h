@@ -27,6 +27,11 @@ struct event_source {
     pid_t pid;
     uid_t uid;
     gid_t gid;
+    /* Looked up from the pid at connect time; NULL when not found. */
+    const char *comm;           /* process name, /proc/PID/comm */
+    const char *exe;            /* executable, /proc/PID/exe */
+    const char *unit;           /* systemd system unit */
+    const char *user_unit;      /* systemd user unit */
 };
 
 #define EVENT_AGENT_ID_LEN 32   /* hex characters */

@@ -61,6 +61,38 @@ test_socket_event(void **state)
     event_builder_done(&b);
 }
 
+/* Names found from the pid are escaped; the ones not found are left out. */
+static void
+test_socket_peer_names(void **state)
+{
+    const struct event_source src = {
+        .kind = EVENT_SOURCE_SOCKET,
+        .has_peer = true,
+        .pid = 77,
+        .uid = 0,
+        .gid = 0,
+        .comm = "a\"b\\c\n",
+        .exe = "/usr/bin/app",
+        .unit = NULL,
+        .user_unit = "app@1.service",
+    };
+    struct event_builder b;
+    char *out;
+
+    assert_int_equal(event_builder_init(&b, "0123456789abcdef0123456789abcdef"),
+                     0);
+    out = build(&b, "{}", 8, &src);
+    assert_string_equal(out,
+        "{\"_aaas\":{\"agent\":"
+        "\"0123456789abcdef0123456789abcdef\",\"seq\":8,"
+        "\"time\":\"2026-12-04T16:38:58.123456Z\",\"source\":\"socket\","
+        "\"peer\":{\"pid\":77,\"uid\":0,\"gid\":0,"
+        "\"comm\":\"a\\\"b\\\\c\\n\",\"exe\":\"/usr/bin/app\","
+        "\"user_unit\":\"app@1.service\"}}}\n");
+    free(out);
+    event_builder_done(&b);
+}
+
 static void
 test_empty_object_and_blanks(void **state)
 {
@@ -154,6 +186,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_socket_event),
+        cmocka_unit_test(test_socket_peer_names),
         cmocka_unit_test(test_empty_object_and_blanks),
         cmocka_unit_test(test_file_event_escapes_path),
         cmocka_unit_test(test_reject_utf8_and_binary),
