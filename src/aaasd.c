@@ -71,6 +71,8 @@ struct aaasd {
     uint64_t accepted;              /* events durable in the spool */
     uint64_t rejected;
     uint64_t appended;              /* events appended, durable or not */
+    char why[160];                  /* text of the last reject reason */
+    const char *reason;             /* last line's reject reason or NULL */
 };
 
 static void
@@ -124,7 +126,7 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
 {
     struct parse_json_result pr;
     const char *reason = NULL;
-    char why[128];
+    char *why = d->why;
     struct timespec now;
     uint64_t seq;
     int r;
@@ -136,7 +138,8 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
     seq = spool_next_seq(d->spool);
 
     if (truncated) {
-        (void)snprintf(why, sizeof(why), "line longer than %zu bytes", max);
+        (void)snprintf(why, sizeof(d->why), "line longer than %zu bytes",
+                       max);
         reason = why;
     } else {
         r = parse_json_check(d->parser, data, len, &pr, &reason);
@@ -145,7 +148,7 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
             if (r < 0)
                 return r;
             if (d->builder.len > BATCH_MAX_RECORD_BYTES) {
-                (void)snprintf(why, sizeof(why),
+                (void)snprintf(why, sizeof(d->why),
                                "event of %zu bytes is over the Firehose "
                                "record limit of %u bytes", d->builder.len,
                                BATCH_MAX_RECORD_BYTES);
@@ -179,6 +182,7 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
                   (unsigned long long)*ret_seq, reason);
     }
     d->appended++;
+    d->reason = reason;
     (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
     return 0;
 }
@@ -204,7 +208,7 @@ pipeline_file_line(void *userdata, const struct tail_line *l,
 
 static int
 pipeline_socket_line(void *userdata, const struct socket_line *l,
-                     uint64_t *ret_seq)
+                     uint64_t *ret_seq, const char **reterr_reason)
 {
     struct aaasd *d = userdata;
     const struct event_source src = {
@@ -213,10 +217,19 @@ pipeline_socket_line(void *userdata, const struct socket_line *l,
         .pid = l->pid,
         .uid = l->uid,
         .gid = l->gid,
+        .comm = l->comm,
+        .exe = l->exe,
+        .unit = l->unit,
+        .user_unit = l->user_unit,
     };
+    int r;
 
-    return pipeline_take(d, l->data, l->len, l->truncated,
-                         d->cfg->max_event_size, &src, ret_seq);
+    r = pipeline_take(d, l->data, l->len, l->truncated,
+                      d->cfg->max_event_size, &src, ret_seq);
+    if (r < 0)
+        return r;
+    *reterr_reason = d->reason;
+    return 0;
 }
 
 static int
@@ -294,6 +307,8 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
     }
     if (d->tail)
         tail_durable(d->tail, durable);
+    if (d->socket)
+        socket_input_durable(d->socket, durable);
     sender_kick(d->sender);
     return 0;
 }
@@ -386,6 +401,9 @@ aaasd_on_term(sd_event_source *es, const struct signalfd_siginfo *si,
 
     if (d->stopping)
         return 0;
+    /* What writers already sent is taken while intake is still open. */
+    if (d->socket)
+        socket_input_drain(d->socket);
     d->stopping = true;
     (void)sd_notify(0, "STOPPING=1");
     log_notice("received %s, flushing for up to %llu s",
@@ -453,6 +471,8 @@ aaasd_setup_inputs(struct aaasd *d)
             .group = c->socket_group,
             .max_connections = c->socket_max_connections,
             .max_event_size = c->max_event_size,
+            .idle_timeout_ms = c->socket_idle_timeout_ms,
+            .max_buffer = c->socket_max_buffer,
             .line_fn = pipeline_socket_line,
             .userdata = d,
         };

@@ -96,6 +96,8 @@ static const struct config_limit config_size_limits[] = {
      */
     { "max_event_size", 1, CONFIG_MIB },
     { "max_line",       1, CONFIG_MIB },
+    /* Below one event, a single long line could never be finished. */
+    { "max_buffer",     CONFIG_MIB, LONG_MAX },
 };
 
 /* Milliseconds and counts. */
@@ -103,6 +105,7 @@ static const struct config_limit config_number_limits[] = {
     { "sync_interval",   1, CONFIG_MS_HOUR },
     { "max_connections", 1, 65536 },
     { "partial_timeout", 0, CONFIG_MS_DAY },
+    { "idle_timeout",    0, CONFIG_MS_DAY },
     { "max_in_flight",   1, 256 },
     { "timeout",         1, CONFIG_MS_HOUR },
     { "retry_initial",   1, CONFIG_MS_HOUR },
@@ -822,6 +825,8 @@ config_schema_new(void)
         CFG_STR_CB("group", NULL, CFGF_NODEFAULT, config_cb_word),
         CFG_INT_CB("max_connections", 1024, CFGF_NONE, config_cb_number),
         CFG_INT_CB("max_event_size", CONFIG_MIB, CFGF_NONE, config_cb_size),
+        CFG_INT_CB("idle_timeout", 300000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("max_buffer", 16 * CONFIG_MIB, CFGF_NONE, config_cb_size),
         CFG_END(),
     };
     cfg_opt_t input_opts[] = {
@@ -934,6 +939,8 @@ config_fill(cfg_t *root, struct config *c)
     c->socket_max_connections =
             (unsigned)cfg_getint(sock, "max_connections");
     c->max_event_size = (size_t)cfg_getint(sock, "max_event_size");
+    c->socket_idle_timeout_ms = (unsigned)cfg_getint(sock, "idle_timeout");
+    c->socket_max_buffer = (size_t)cfg_getint(sock, "max_buffer");
     c->firehose_max_in_flight = (unsigned)cfg_getint(fh, "max_in_flight");
     c->firehose_timeout_ms = (unsigned)cfg_getint(fh, "timeout");
     c->retry_initial_ms = (unsigned)cfg_getint(fh, "retry_initial");

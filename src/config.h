@@ -49,6 +49,8 @@ struct config {
     char *socket_group;         /* NULL: leave the group alone */
     unsigned socket_max_connections;
     size_t max_event_size;      /* bytes per socket line */
+    unsigned socket_idle_timeout_ms;    /* 0: never close idle writers */
+    size_t socket_max_buffer;   /* bytes of unfinished lines, all writers */
 
     struct config_input *inputs;
     size_t n_inputs;

@@ -11,7 +11,7 @@
 /*
  * The event socket: accepts writers on a Unix stream socket, takes their
  * credentials from the kernel and hands each complete line to the
- * pipeline.
+ * pipeline; writers that ask for it get one reply line per event.
  */
 struct socket_input;
 
@@ -23,11 +23,20 @@ struct socket_line {
     pid_t pid;                  /* the writer, from SO_PEERCRED */
     uid_t uid;
     gid_t gid;
+    /* Found from the pid at connect time, NULL when not found. */
+    const char *comm;
+    const char *exe;
+    const char *unit;
+    const char *user_unit;
 };
 
-/* Same contract as tail_line_fn: 0 and a sequence number, or -EAGAIN. */
+/*
+ * Same contract as tail_line_fn: 0 and a sequence number, or -EAGAIN.  On
+ * success *reterr_reason is NULL for an accepted event or the reason it
+ * was spooled as a reject; the text lives until the next call.
+ */
 typedef int (*socket_line_fn)(void *userdata, const struct socket_line *l,
-                              uint64_t *ret_seq);
+                              uint64_t *ret_seq, const char **reterr_reason);
 
 struct socket_input_options {
     sd_event *event;
@@ -36,6 +45,10 @@ struct socket_input_options {
     const char *group;          /* NULL: keep the daemon's group */
     unsigned max_connections;
     size_t max_event_size;
+    unsigned idle_timeout_ms;   /* close a writer with no complete line
+                                 * for this long; 0: never */
+    size_t max_buffer;          /* bytes of unfinished lines held across
+                                 * all connections before readers wait */
     socket_line_fn line_fn;
     void *userdata;
 };
@@ -51,11 +64,27 @@ struct socket_input *socket_input_free(struct socket_input *s);
 void socket_input_pause(struct socket_input *s);
 void socket_input_resume(struct socket_input *s);
 
+/*
+ * Everything up to and including seq is on stable storage: writers that
+ * asked for acknowledgements get theirs.
+ */
+void socket_input_durable(struct socket_input *s, uint64_t seq);
+
+/*
+ * Before shutdown: reads what every open connection has already sent, so
+ * that bytes a writer finished writing are not dropped with the socket.
+ * Stops accepting; the listening socket stays open until free.
+ */
+void socket_input_drain(struct socket_input *s);
+
 struct socket_input_stats {
     uint64_t connections;       /* accepted since start */
     uint64_t refused;           /* over max_connections */
     uint64_t partial_lines;     /* lost to a disconnect mid-line */
+    uint64_t idle_closed;       /* closed by idle_timeout */
+    uint64_t acks_sent;         /* reply lines written */
     unsigned open;
+    size_t buffered;            /* bytes held for unfinished lines */
 };
 
 void socket_input_stats(const struct socket_input *s,

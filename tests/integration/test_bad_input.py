@@ -112,8 +112,10 @@ def test_bad_lines_on_the_socket(make_daemon, setup, receiver):
     check_delivery([ln for ln in got if ln.original != tail], good, "socket")
     assert [ln.original for ln in got].count(tail) == 1
     for ln in got:
-        assert ln.meta["peer"] == {"pid": os.getpid(), "uid": os.getuid(),
-                                   "gid": os.getgid()}, ln.meta
+        peer = ln.meta["peer"]
+        assert {k: peer[k] for k in ("pid", "uid", "gid")} == {
+            "pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid()}, peer
+        assert peer["exe"] == os.readlink("/proc/self/exe"), peer
 
 
 @pytest.mark.parametrize("raw", [b"{}", b'{ "spaced" : [ 1 , 2 ] }',

@@ -77,8 +77,11 @@ def test_concurrent_writers(make_daemon, setup, receiver):
         w, i = obj["writer"], obj["i"]
         assert ln.original == expected_line(w, i)
         assert ln.meta["source"] == "socket"
-        assert ln.meta["peer"] == {"pid": pids[w], "uid": os.getuid(),
-                                   "gid": os.getgid()}, ln.meta
+        peer = ln.meta["peer"]
+        assert {k: peer[k] for k in ("pid", "uid", "gid")} == {
+            "pid": pids[w], "uid": os.getuid(), "gid": os.getgid()}, peer
+        assert peer["exe"] == os.path.realpath(sys.executable), peer
+        assert peer["comm"] == os.path.basename(sys.executable)[:15], peer
         seen[(w, i)] += 1
     assert set(seen) == {(w, i) for w in range(WRITERS)
                          for i in range(PER_WRITER)}
