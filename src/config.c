@@ -346,6 +346,13 @@ config_cb_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
                       subj, q);
         return 0;
     }
+    if (n < (uint64_t)lim->min && lim->min > 1) {
+        config_report(cfg->line, "%s: '%s' is less than the minimum of %s",
+                      subj, q,
+                      config_format_size((uint64_t)lim->min, max,
+                                         sizeof(max)));
+        return 0;
+    }
     if (n < (uint64_t)lim->min) {
         config_report(cfg->line, "%s: must be larger than 0", subj);
         return 0;

@@ -228,6 +228,8 @@ test_defaults(void **state)
     assert_null(c->socket_group);
     assert_int_equal(c->socket_max_connections, 1024);
     assert_int_equal(c->max_event_size, 1 << 20);
+    assert_int_equal(c->socket_idle_timeout_ms, 300000);
+    assert_int_equal(c->socket_max_buffer, 16 << 20);
     assert_int_equal(c->n_inputs, 0);
     assert_null(c->inputs);
     assert_null(c->firehose_endpoint);
@@ -267,6 +269,8 @@ test_every_option(void **state)
         "    group = \"audit\"\n"
         "    max_connections = 16\n"
         "    max_event_size = \"64k\"\n"
+        "    idle_timeout = 0\n"
+        "    max_buffer = \"2M\"\n"
         "}\n"
         "input \"app\" {\n"
         "    path = \"/var/log/app/*.log\"\n"
@@ -309,6 +313,8 @@ test_every_option(void **state)
     assert_string_equal(c->socket_group, "audit");
     assert_int_equal(c->socket_max_connections, 16);
     assert_int_equal(c->max_event_size, 64 * 1024);
+    assert_int_equal(c->socket_idle_timeout_ms, 0);
+    assert_int_equal(c->socket_max_buffer, 2 << 20);
 
     assert_int_equal(c->n_inputs, 2);
     assert_string_equal(c->inputs[0].name, "app");
@@ -421,6 +427,12 @@ static const struct bad_case bad_cases[] = {
       "spool.segment_size: must be larger than 0" },
     { "socket {\n  max_event_size = \"2M\"\n}\n", 2,
       "socket.max_event_size: '2M' is more than the limit of 1M" },
+    { "socket {\n  max_buffer = \"512k\"\n}\n", 2,
+      "socket.max_buffer: '512k' is less than the minimum of 1M" },
+    { "socket {\n  idle_timeout = 86400001\n}\n", 2,
+      "socket.idle_timeout: 86400001 is out of range (0 to 86400000)" },
+    { "socket {\n  idle_timeout = \"5m\"\n}\n", 2,
+      "socket.idle_timeout: '5m' is not a whole number" },
     { "input \"a\" {\n  path = \"/l\"\n  max_line = \"1025k\"\n}\n", 3,
       "input 'a' max_line: '1025k' is more than the limit of 1M" },
     /* Modes and names from a fixed set. */
