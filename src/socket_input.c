@@ -76,6 +76,16 @@
 #define SOCKET_READ_SIZE (64u * 1024u)
 
 /*
+ * Over max_buffer, a writer holding a line of SOCKET_HOLD_MIN bytes or
+ * more is not read until memory frees, and the others read at most
+ * SOCKET_SMALL_READ at a time: together that keeps what the writers hold
+ * below max_buffer plus about 16 KiB per connection, while writers of
+ * ordinary small events go on as before.
+ */
+#define SOCKET_HOLD_MIN (8u * 1024u)
+#define SOCKET_SMALL_READ (4u * 1024u)
+
+/*
  * Replies per connection.  A sync covers a whole burst, so a few hundred
  * outstanding events keep a pipelining writer busy; past that it waits.
  */
@@ -123,6 +133,7 @@ struct socket_conn {
                                  * for the reply */
     bool ack_full;              /* blocked for want of reply room */
     bool starved;               /* over max_buffer: not read for now */
+    bool hup;                   /* writer hung up: read to the end */
     bool want_out;              /* replies wait for the socket to drain */
     bool eof;                   /* writer shut down; replies still due */
 };
@@ -300,6 +311,10 @@ socket_conn_update(struct socket_conn *c)
     struct socket_input *s = c->owner;
     bool in = !s->paused && !c->blocked && !c->starved && !c->eof;
     uint32_t events = (in ? EPOLLIN : 0) | (c->want_out ? EPOLLOUT : 0);
+
+    /* A starved writer that hangs up must still be noticed. */
+    if (c->starved && !s->paused && !c->blocked)
+        events |= EPOLLRDHUP;
 
     if (events)
         (void)sd_event_source_set_io_events(c->io, events);
@@ -558,19 +573,20 @@ static int
 socket_conn_read(struct socket_conn *c)
 {
     struct socket_input *s = c->owner;
+    bool over = s->buffered >= s->opts.max_buffer;
     ssize_t used;
     ssize_t n;
 
-    if (s->buffered >= s->opts.max_buffer && c->pending_len > 0 &&
-        !c->starved) {
-        /* Let the writers holding memory finish their lines first. */
-        c->starved = true;
-        s->n_starved++;
+    if (over && c->pending_len >= SOCKET_HOLD_MIN && !c->hup) {
+        if (!c->starved) {
+            c->starved = true;
+            s->n_starved++;
+        }
         socket_conn_update(c);
         return 0;
     }
 
-    n = read(c->fd, s->rbuf, SOCKET_READ_SIZE);
+    n = read(c->fd, s->rbuf, over ? SOCKET_SMALL_READ : SOCKET_READ_SIZE);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return 0;
@@ -625,8 +641,14 @@ socket_conn_io(sd_event_source *es, int fd, uint32_t revents, void *userdata)
     if ((revents & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->acks &&
         !socket_conn_flush(c))
         return 0;
-    if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR) && !c->blocked &&
-        !c->starved && !c->eof && !c->owner->paused)
+    if ((revents & (EPOLLRDHUP | EPOLLHUP)) && c->starved) {
+        /* What is left is bounded by the socket buffer: take it. */
+        c->hup = true;
+        c->starved = false;
+        c->owner->n_starved--;
+    }
+    if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP) &&
+        !c->blocked && !c->starved && !c->eof && !c->owner->paused)
         (void)socket_conn_read(c);
     return 0;
 }
