@@ -350,19 +350,20 @@ aaasd_finish(struct aaasd *d, const char *why)
     struct sender_stats st;
 
     sender_get_stats(d->sender, &st);
+    /* Nothing numeric after the duplicates: tools read the number before. */
     log_notice("stopping (%s): accepted %llu, delivered %llu, rejected %llu, "
-               "%llu left in the spool, %llu possible duplicates, %llu "
-               "calls, %llu records, billed %llu bytes (%llu unpacked)", why,
+               "%llu calls, %llu records, billed %llu bytes (%llu unpacked), "
+               "%llu left in the spool, %llu possible duplicates", why,
                (unsigned long long)d->accepted,
                (unsigned long long)st.delivered,
                (unsigned long long)d->rejected,
-               (unsigned long long)(spool_durable_seq(d->spool) -
-                                    spool_acked_seq(d->spool)),
-               (unsigned long long)st.possible_duplicates,
                (unsigned long long)st.calls,
                (unsigned long long)st.records,
                (unsigned long long)st.billed_bytes,
-               (unsigned long long)st.billed_bytes_unpacked);
+               (unsigned long long)st.billed_bytes_unpacked,
+               (unsigned long long)(spool_durable_seq(d->spool) -
+                                    spool_acked_seq(d->spool)),
+               (unsigned long long)st.possible_duplicates);
     (void)sd_event_exit(d->event, 0);
 }
 
