@@ -320,12 +320,16 @@ aaasd_status(struct aaasd *d)
 
     sender_get_stats(d->sender, &st);
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
-    (void)sd_notifyf(0, "STATUS=accepted %llu, delivered %llu, rejected %llu, "
-                     "backlog %llu%s%s",
+    (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
+                     "%llu, backlog %llu, billed %llu bytes (%llu unpacked)"
+                     "%s%s",
+                     st.stalled ? "STALLED, needs attention: " : "",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
                      (unsigned long long)d->rejected,
                      (unsigned long long)backlog,
+                     (unsigned long long)st.billed_bytes,
+                     (unsigned long long)st.billed_bytes_unpacked,
                      st.last_error[0] ? ", last error: " : "",
                      st.last_error);
 }
@@ -346,11 +350,17 @@ aaasd_finish(struct aaasd *d, const char *why)
     struct sender_stats st;
 
     sender_get_stats(d->sender, &st);
+    /* Nothing numeric after the duplicates: tools read the number before. */
     log_notice("stopping (%s): accepted %llu, delivered %llu, rejected %llu, "
+               "%llu calls, %llu records, billed %llu bytes (%llu unpacked), "
                "%llu left in the spool, %llu possible duplicates", why,
                (unsigned long long)d->accepted,
                (unsigned long long)st.delivered,
                (unsigned long long)d->rejected,
+               (unsigned long long)st.calls,
+               (unsigned long long)st.records,
+               (unsigned long long)st.billed_bytes,
+               (unsigned long long)st.billed_bytes_unpacked,
                (unsigned long long)(spool_durable_seq(d->spool) -
                                     spool_acked_seq(d->spool)),
                (unsigned long long)st.possible_duplicates);
@@ -602,6 +612,21 @@ aaasd_setup(struct aaasd *d)
     d->credentials = credentials_new();
     if (!d->credentials)
         return -ENOMEM;
+    struct credentials_options co = {
+        .access_key_id = c->access_key_id,
+        .secret_access_key = c->secret_access_key,
+        .region = c->firehose_region,
+        .ca_file = c->ca_file,
+        .proxy = c->firehose_proxy,
+    };
+    r = credentials_set_options(d->credentials, &co);
+    if (r < 0)
+        return r;
+    if (c->access_key_id)
+        log_warning("config: '%s' holds static AWS keys (access key id "
+                    "%.4s...), used before the environment and roles; keep "
+                    "the file private and prefer a role", c->file,
+                    c->access_key_id);
     r = http_new(d->event, &d->http);
     if (r < 0)
         return r;
@@ -617,6 +642,12 @@ aaasd_setup(struct aaasd *d)
         .ca_file = c->ca_file,
         .max_in_flight = c->firehose_max_in_flight,
         .timeout_ms = c->firehose_timeout_ms,
+        .connect_timeout_ms = c->firehose_connect_timeout_ms,
+        .low_speed_time_ms = c->firehose_low_speed_time_ms,
+        .proxy = c->firehose_proxy,
+        .pack = c->firehose_pack,
+        .max_records_per_second = c->firehose_max_records_per_second,
+        .max_bytes_per_second = c->firehose_max_bytes_per_second,
         .retry_initial_ms = c->retry_initial_ms,
         .retry_max_ms = c->retry_max_ms,
         .acked_fn = pipeline_acked,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -96,6 +97,7 @@ static const struct config_limit config_size_limits[] = {
      */
     { "max_event_size", 1, CONFIG_MIB },
     { "max_line",       1, CONFIG_MIB },
+    { "max_bytes_per_second", 0, LONG_MAX },     /* 0: no limit */
 };
 
 /* Milliseconds and counts. */
@@ -107,6 +109,9 @@ static const struct config_limit config_number_limits[] = {
     { "timeout",         1, CONFIG_MS_HOUR },
     { "retry_initial",   1, CONFIG_MS_HOUR },
     { "retry_max",       1, CONFIG_MS_DAY },
+    { "connect_timeout", 1, CONFIG_MS_HOUR },
+    { "low_speed_time",  1000, CONFIG_MS_HOUR },
+    { "max_records_per_second", 0, 10000000 },  /* 0: no limit */
 };
 
 struct config_choice {
@@ -665,6 +670,60 @@ config_cb_url(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 }
 
 /*
+ * Static AWS keys: printable, no blanks.  The value is never repeated in
+ * an error: a secret must not reach the log, even a mistyped one.
+ */
+static int
+config_cb_key(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+    char subj[160];
+    size_t len = strlen(value);
+    bool ok = len > 0 && len <= 256;
+
+    config_note_value(cfg);
+    for (const char *p = value; ok && *p; p++)
+        ok = (unsigned char)*p > ' ' && *p != 0x7f;
+    if (!ok)
+        config_report(cfg->line, "%s: not a key (1 to 256 printable "
+                      "characters without blanks; value not shown)",
+                      config_subject(cfg, opt, subj, sizeof(subj)));
+    *(const char **)result = value;
+    return 0;
+}
+
+/* libcurl's proxy forms: [scheme://][user:password@]host[:port]. */
+static int
+config_cb_proxy(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+    static const char *const schemes[] = {
+        "http://", "https://", "socks4://", "socks4a://", "socks5://",
+        "socks5h://",
+    };
+    const char *sep = strstr(value, "://");
+    char subj[160], q[80];
+    bool ok = *value != '\0';
+
+    config_note_value(cfg);
+    if (sep) {
+        ok = false;
+        for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+            if (strncasecmp(value, schemes[i], strlen(schemes[i])) == 0)
+                ok = sep[3] != '\0';
+    }
+    for (const char *p = value; ok && *p; p++)
+        ok = (unsigned char)*p > ' ' && *p != 0x7f;
+    if (!ok)
+        config_report(cfg->line, "%s: '%s' is not a proxy "
+                      "([http|https|socks4|socks4a|socks5|socks5h://]host"
+                      "[:port])",
+                      config_subject(cfg, opt, subj, sizeof(subj)),
+                      strchr(value, '@') ? "(has a password, not shown)"
+                                         : config_quote(value, q, sizeof(q)));
+    *(const char **)result = value;
+    return 0;
+}
+
+/*
  * agent_id goes into every delivered event and group to getgrnam(), so both
  * are kept to plain name characters; a group name may not start with '-'.
  */
@@ -744,6 +803,11 @@ config_validate_section(cfg_t *cfg, cfg_opt_t *opt)
     if (i == CONFIG_SECTION_FIREHOSE &&
         cfg_getint(sec, "retry_initial") > cfg_getint(sec, "retry_max"))
         config_report(line, "firehose: retry_initial is larger than retry_max");
+    if (i == CONFIG_SECTION_FIREHOSE &&
+        !cfg_getstr(sec, "access_key_id") !=
+                !cfg_getstr(sec, "secret_access_key"))
+        config_report(line, "firehose: access_key_id and secret_access_key "
+                      "go together; give both or neither");
     return 0;
 }
 
@@ -841,6 +905,15 @@ config_schema_new(void)
         CFG_INT_CB("timeout", 30000, CFGF_NONE, config_cb_number),
         CFG_INT_CB("retry_initial", 100, CFGF_NONE, config_cb_number),
         CFG_INT_CB("retry_max", 30000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("connect_timeout", 10000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("low_speed_time", 30000, CFGF_NONE, config_cb_number),
+        CFG_STR_CB("proxy", NULL, CFGF_NODEFAULT, config_cb_proxy),
+        CFG_STR_CB("access_key_id", NULL, CFGF_NODEFAULT, config_cb_key),
+        CFG_STR_CB("secret_access_key", NULL, CFGF_NODEFAULT, config_cb_key),
+        CFG_BOOL_CB("pack", cfg_false, CFGF_NONE, config_cb_bool),
+        CFG_INT_CB("max_records_per_second", 0, CFGF_NONE,
+                   config_cb_number),
+        CFG_INT_CB("max_bytes_per_second", 0, CFGF_NONE, config_cb_size),
         CFG_END(),
     };
     cfg_opt_t signing_opts[] = {
@@ -938,6 +1011,14 @@ config_fill(cfg_t *root, struct config *c)
     c->firehose_timeout_ms = (unsigned)cfg_getint(fh, "timeout");
     c->retry_initial_ms = (unsigned)cfg_getint(fh, "retry_initial");
     c->retry_max_ms = (unsigned)cfg_getint(fh, "retry_max");
+    c->firehose_connect_timeout_ms =
+            (unsigned)cfg_getint(fh, "connect_timeout");
+    c->firehose_low_speed_time_ms = (unsigned)cfg_getint(fh, "low_speed_time");
+    c->firehose_pack = cfg_getbool(fh, "pack");
+    c->firehose_max_records_per_second =
+            (unsigned)cfg_getint(fh, "max_records_per_second");
+    c->firehose_max_bytes_per_second =
+            (uint64_t)cfg_getint(fh, "max_bytes_per_second");
 
     r = config_dup(cfg_getstr(root, "state_dir"), &c->state_dir);
     if (r < 0)
@@ -964,6 +1045,16 @@ config_fill(cfg_t *root, struct config *c)
     if (r < 0)
         return r;
     r = config_dup(cfg_getstr(fh, "ca_file"), &c->ca_file);
+    if (r < 0)
+        return r;
+    r = config_dup(cfg_getstr(fh, "proxy"), &c->firehose_proxy);
+    if (r < 0)
+        return r;
+    r = config_dup(cfg_getstr(fh, "access_key_id"), &c->access_key_id);
+    if (r < 0)
+        return r;
+    r = config_dup(cfg_getstr(fh, "secret_access_key"),
+                   &c->secret_access_key);
     if (r < 0)
         return r;
     r = config_dup(cfg_getstr(sign, "key"), &c->signing_key);
@@ -1118,6 +1209,11 @@ config_free(struct config *c)
     free(c->firehose_region);
     free(c->firehose_endpoint);
     free(c->ca_file);
+    free(c->firehose_proxy);
+    if (c->secret_access_key)
+        explicit_bzero(c->secret_access_key, strlen(c->secret_access_key));
+    free(c->access_key_id);
+    free(c->secret_access_key);
     free(c->signing_key);
     free(c);
     return NULL;

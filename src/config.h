@@ -61,6 +61,14 @@ struct config {
     unsigned firehose_timeout_ms;
     unsigned retry_initial_ms;
     unsigned retry_max_ms;
+    unsigned firehose_connect_timeout_ms;
+    unsigned firehose_low_speed_time_ms;    /* stuck below 1 byte/s */
+    char *firehose_proxy;       /* NULL: libcurl's environment rules */
+    char *access_key_id;        /* static keys; NULL: the AWS chain */
+    char *secret_access_key;
+    bool firehose_pack;         /* several events per record */
+    unsigned firehose_max_records_per_second;   /* 0: no limit */
+    uint64_t firehose_max_bytes_per_second;     /* 0: no limit */
 
     char *signing_key;          /* NULL: no seals */
 };

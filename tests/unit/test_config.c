@@ -288,6 +288,14 @@ test_every_option(void **state)
         "    timeout = 5000\n"
         "    retry_initial = 50\n"
         "    retry_max = 60000\n"
+        "    connect_timeout = 2000\n"
+        "    low_speed_time = 15000\n"
+        "    proxy = \"http://proxy.example:3128\"\n"
+        "    access_key_id = \"AKIDCONFIG\"\n"
+        "    secret_access_key = \"se/cr+et\"\n"
+        "    pack = true\n"
+        "    max_records_per_second = 1000\n"
+        "    max_bytes_per_second = \"1M\"\n"
         "}\n"
         "signing {\n"
         "    key = \"/etc/aaas/k\"\n"
@@ -331,6 +339,14 @@ test_every_option(void **state)
     assert_int_equal(c->firehose_timeout_ms, 5000);
     assert_int_equal(c->retry_initial_ms, 50);
     assert_int_equal(c->retry_max_ms, 60000);
+    assert_int_equal(c->firehose_connect_timeout_ms, 2000);
+    assert_int_equal(c->firehose_low_speed_time_ms, 15000);
+    assert_string_equal(c->firehose_proxy, "http://proxy.example:3128");
+    assert_string_equal(c->access_key_id, "AKIDCONFIG");
+    assert_string_equal(c->secret_access_key, "se/cr+et");
+    assert_true(c->firehose_pack);
+    assert_int_equal(c->firehose_max_records_per_second, 1000);
+    assert_int_equal(c->firehose_max_bytes_per_second, 1024 * 1024);
     assert_string_equal(c->signing_key, "/etc/aaas/k");
     free(log);
     config_free(c);
@@ -479,6 +495,18 @@ static const struct bad_case bad_cases[] = {
       "spool: segment_size is larger than max_size" },
     { "firehose {\n  retry_initial = 5000\n  retry_max = 1000\n" FH_BOTH, 1,
       "firehose: retry_initial is larger than retry_max" },
+    { "firehose {\n  access_key_id = \"AKID\"\n" FH_BOTH, 1,
+      "firehose: access_key_id and secret_access_key go together; give both or neither" },
+    /* A bad secret is never echoed. */
+    { "firehose {\n  secret_access_key = \"has blank\"\n"
+      "  access_key_id = \"A\"\n" FH_BOTH, 2,
+      "firehose.secret_access_key: not a key (1 to 256 printable characters without blanks; value not shown)" },
+    { "firehose {\n  proxy = \"ftp://p:21\"\n" FH_BOTH, 2,
+      "firehose.proxy: 'ftp://p:21' is not a proxy ([http|https|socks4|socks4a|socks5|socks5h://]host[:port])" },
+    { "firehose {\n  low_speed_time = 10\n" FH_BOTH, 2,
+      "firehose.low_speed_time: 10 is out of range (1000 to 3600000)" },
+    { "firehose {\n  pack = maybe\n" FH_BOTH, 2,
+      "firehose.pack: 'maybe' is not a boolean (use true or false)" },
     { "spool {\n  dir = \"/a\"\n}\n\nspool {\n  dir = \"/b\"\n}\n", 5,
       "spool: section given twice, first at line 1" },
 };
