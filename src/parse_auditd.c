@@ -560,6 +560,10 @@ pa_parse_head(const char *s, const char *e, struct pa_head *h,
     const char *t;
 
     memset(h, 0, sizeof(*h));
+    if (s == e) {
+        *reterr_reason = "auditd: empty line";
+        return -EBADMSG;
+    }
     if (e - s > 5 && memcmp(s, "node=", 5) == 0) {
         s += 5;
         for (t = s; t < e && *t != ' '; t++)

@@ -308,7 +308,7 @@ test_refused_lines(void **state)
         const char *line;
         const char *why;
     } bad[] = {
-        { "", "auditd: the line does not start with type=" },
+        { "", "auditd: empty line" },
         { "# a comment", "auditd: the line does not start with type=" },
         { "type=UNKNOWN[1329] msg=?",
           "auditd: no msg=audit(TIME:SERIAL) stamp after type=" },
