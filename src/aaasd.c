@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,8 +25,11 @@
 #include "credentials.h"
 #include "event.h"
 #include "http.h"
+#include "jbuf.h"
 #include "log.h"
+#include "parse_auditd.h"
 #include "parse_json.h"
+#include "parse_raw.h"
 #include "sender.h"
 #include "sigv4.h"
 #include "socket_input.h"
@@ -36,7 +40,7 @@
 #define AAASD_STATUS_USEC (5ull * 1000000ull)
 /* How long SIGTERM waits for the sink to take what is spooled. */
 #define AAASD_FLUSH_USEC (5ull * 1000000ull)
-/* A reject keeps at most this much of the raw input (see pipeline_take). */
+/* A reject keeps at most this much of the raw input (see pipeline_store). */
 #define AAASD_REJECT_RAW_MAX (512u * 1024u)
 #define AAASD_PARSE_DEPTH 64
 #define AAASD_RETRY_USEC (200ull * 1000ull)
@@ -49,6 +53,9 @@ struct aaasd {
     sd_event *event;
     struct spool *spool;
     struct parse_json *parser;
+    struct parse_auditd *auditd;    /* every auditd input's open events */
+    struct jbuf raw;                /* the object of a raw input's line */
+    sd_event_source *auditd_timer;  /* the next open event's timeout */
     struct event_builder builder;
     struct tail *tail;
     struct socket_input *socket;
@@ -115,42 +122,34 @@ pipeline_append(struct aaasd *d, uint64_t *ret_seq)
 }
 
 /*
- * Turns one input line into a spool frame: the event in its delivered form
- * or a reject record.  Returns -EAGAIN to make the input hold the line.
+ * Stores one checked object (obj, with pr from parse_json_check() or a
+ * parser that built it) or, with a reason, a reject record of raw.
+ * Returns -EAGAIN to make the input hold the line.
  */
 static int
-pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
-              size_t max, const struct event_source *src, uint64_t *ret_seq)
+pipeline_store(struct aaasd *d, const char *obj, size_t len,
+               const struct parse_json_result *pr, const char *raw,
+               size_t raw_len, const char *reason,
+               const struct event_source *src, uint64_t *ret_seq)
 {
-    struct parse_json_result pr;
-    const char *reason = NULL;
     char why[128];
     struct timespec now;
     uint64_t seq;
     int r;
 
-    if (d->full || d->stopping)
-        return -EAGAIN;
-
     (void)clock_gettime(CLOCK_REALTIME, &now);
     seq = spool_next_seq(d->spool);
 
-    if (truncated) {
-        (void)snprintf(why, sizeof(why), "line longer than %zu bytes", max);
-        reason = why;
-    } else {
-        r = parse_json_check(d->parser, data, len, &pr, &reason);
-        if (r == 0) {
-            r = event_build(&d->builder, data, len, &pr, seq, src, &now);
-            if (r < 0)
-                return r;
-            if (d->builder.len > BATCH_MAX_RECORD_BYTES) {
-                (void)snprintf(why, sizeof(why),
-                               "event of %zu bytes is over the Firehose "
-                               "record limit of %u bytes", d->builder.len,
-                               BATCH_MAX_RECORD_BYTES);
-                reason = why;
-            }
+    if (!reason) {
+        r = event_build(&d->builder, obj, len, pr, seq, src, &now);
+        if (r < 0)
+            return r;
+        if (d->builder.len > BATCH_MAX_RECORD_BYTES) {
+            (void)snprintf(why, sizeof(why),
+                           "event of %zu bytes is over the Firehose "
+                           "record limit of %u bytes", d->builder.len,
+                           BATCH_MAX_RECORD_BYTES);
+            reason = why;
         }
     }
 
@@ -159,9 +158,10 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
          * The reject must fit in one record too, so very long input keeps
          * only its head; the reason says how long it was.
          */
-        size_t keep = len > AAASD_REJECT_RAW_MAX ? AAASD_REJECT_RAW_MAX : len;
+        size_t keep = raw_len > AAASD_REJECT_RAW_MAX ? AAASD_REJECT_RAW_MAX
+                                                     : raw_len;
 
-        r = event_build_reject(&d->builder, data, keep, reason, seq, src,
+        r = event_build_reject(&d->builder, raw, keep, reason, seq, src,
                                &now);
         if (r < 0)
             return r;
@@ -183,23 +183,220 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
     return 0;
 }
 
+/*
+ * Turns one input line into a spool frame: the event in its delivered form
+ * or a reject record.  Returns -EAGAIN to make the input hold the line.
+ */
+static int
+pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
+              size_t max, const struct event_source *src, uint64_t *ret_seq)
+{
+    struct parse_json_result pr = { 0 };
+    const char *reason = NULL;
+    char why[128];
+
+    if (d->full || d->stopping)
+        return -EAGAIN;
+
+    if (truncated) {
+        (void)snprintf(why, sizeof(why), "line longer than %zu bytes", max);
+        reason = why;
+    } else {
+        /* Out of memory is a reason too: the line is kept, not lost. */
+        (void)parse_json_check(d->parser, data, len, &pr, &reason);
+    }
+    return pipeline_store(d, data, len, &pr, data, len, reason, src,
+                          ret_seq);
+}
+
+static int
+pipeline_raw_line(struct aaasd *d, const struct tail_line *l,
+                  const struct event_source *src, uint64_t *ret_seq)
+{
+    struct parse_json_result pr = { 0 };
+    const char *reason = NULL;
+    int r;
+
+    if (d->full || d->stopping)
+        return -EAGAIN;
+    if (l->truncated)
+        return pipeline_take(d, l->data, l->len, true,
+                             d->cfg->inputs[l->input_index].max_line, src,
+                             ret_seq);
+    r = parse_raw_build(&d->raw, l->data, l->len, &reason);
+    if (r == -ENOMEM)
+        return r;
+    pr.close = d->raw.len - 1;
+    return pipeline_store(d, d->raw.buf, d->raw.len, &pr, l->data, l->len,
+                          r < 0 ? reason : NULL, src, ret_seq);
+}
+
+static uint64_t
+pipeline_now_usec(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/*
+ * Stores one grouped audit event and forgets it; its file's lines are then
+ * safe up to the next event still open there.
+ */
+static int
+pipeline_auditd_emit(struct aaasd *d, struct parse_auditd_event *ev)
+{
+    struct parse_json_result pr = { 0 };
+    struct event_source src = { .kind = EVENT_SOURCE_FILE };
+    const char *json;
+    uint64_t id, seq;
+    size_t len;
+    int r;
+
+    r = parse_auditd_render(d->auditd, ev, &json, &len);
+    if (r < 0)
+        return r;
+    parse_auditd_event_source(ev, &id, &src.input, &src.path);
+    pr.close = len - 1;
+    r = pipeline_store(d, json, len, &pr, json, len, NULL, &src, &seq);
+    if (r < 0)
+        return r;
+    parse_auditd_drop(d->auditd, ev);
+    if (d->tail)
+        tail_hold(d->tail, id, parse_auditd_hold(d->auditd, id), seq);
+    return 0;
+}
+
+static void
+pipeline_auditd_arm(struct aaasd *d, uint64_t usec)
+{
+    int enabled = SD_EVENT_OFF;
+    int r;
+
+    if (usec == UINT64_MAX)
+        return;
+    (void)sd_event_source_get_enabled(d->auditd_timer, &enabled);
+    if (enabled != SD_EVENT_OFF)
+        return;
+    r = sd_event_source_set_time(d->auditd_timer, usec);
+    if (r >= 0)
+        r = sd_event_source_set_enabled(d->auditd_timer, SD_EVENT_ONESHOT);
+    if (r < 0)
+        log_err("pipeline: cannot arm the auditd event timer: %s, open "
+                "events wait for more records", strerror(-r));
+}
+
+static int
+pipeline_auditd_timeout(sd_event_source *es, uint64_t usec, void *userdata)
+{
+    struct aaasd *d = userdata;
+    struct parse_auditd_event *ev;
+    uint64_t now = pipeline_now_usec();
+    int r;
+
+    while ((ev = parse_auditd_expired(d->auditd, now))) {
+        r = pipeline_auditd_emit(d, ev);
+        if (r < 0) {
+            /* The spool is full or failing: the event stays open. */
+            pipeline_auditd_arm(d, now + AAASD_RETRY_USEC);
+            return 0;
+        }
+    }
+    pipeline_auditd_arm(d, parse_auditd_deadline(d->auditd));
+    return 0;
+}
+
+/* Shutdown: what is open is stored as it is, so no record waits. */
+static void
+pipeline_auditd_flush(struct aaasd *d)
+{
+    struct parse_auditd_event *ev;
+    int r;
+
+    while (d->auditd && (ev = parse_auditd_oldest(d->auditd))) {
+        r = pipeline_auditd_emit(d, ev);
+        if (r < 0) {
+            log_warning("pipeline: cannot store %zu open audit events: %s; "
+                        "their lines are read again at the next start",
+                        parse_auditd_open(d->auditd), strerror(-r));
+            return;
+        }
+    }
+}
+
+static int
+pipeline_auditd_line(struct aaasd *d, const struct tail_line *l,
+                     const struct event_source *src, uint64_t *ret_seq)
+{
+    const struct config_input *in = &d->cfg->inputs[l->input_index];
+    struct parse_auditd_source ps = {
+        .id = l->file_id,
+        .offset = l->offset,
+        .input = l->input,
+        .path = l->path,
+        .timeout_usec = (uint64_t)in->group_timeout_ms * 1000u,
+    };
+    struct parse_auditd_event *ev = NULL;
+    const char *reason = NULL;
+    int r;
+
+    if (d->full || d->stopping)
+        return -EAGAIN;
+    if (l->truncated)
+        return pipeline_take(d, l->data, l->len, true, in->max_line, src,
+                             ret_seq);
+
+    for (;;) {
+        r = parse_auditd_add(d->auditd, &ps, l->data, l->len,
+                             pipeline_now_usec(), &ev, &reason);
+        if (r != -ENOBUFS)
+            break;
+        r = pipeline_auditd_emit(d, ev);
+        if (r < 0)
+            return r;
+    }
+    if (r == -EBADMSG)
+        return pipeline_store(d, NULL, 0, NULL, l->data, l->len, reason, src,
+                              ret_seq);
+    if (r < 0)
+        return r;
+    if (r == PARSE_AUDITD_COMPLETE) {
+        r = pipeline_auditd_emit(d, ev);
+        if (r < 0) {
+            parse_auditd_undo(d->auditd);
+            return r;
+        }
+    }
+    *ret_seq = spool_next_seq(d->spool) - 1;
+    tail_hold(d->tail, l->file_id, parse_auditd_hold(d->auditd, l->file_id),
+              *ret_seq);
+    pipeline_auditd_arm(d, parse_auditd_deadline(d->auditd));
+    return 0;
+}
+
 static int
 pipeline_file_line(void *userdata, const struct tail_line *l,
                    uint64_t *ret_seq)
 {
     struct aaasd *d = userdata;
+    const struct config_input *in = &d->cfg->inputs[l->input_index];
     const struct event_source src = {
         .kind = EVENT_SOURCE_FILE,
         .input = l->input,
         .path = l->path,
     };
-    size_t max = 0;
 
-    for (size_t i = 0; i < d->cfg->n_inputs; i++)
-        if (strcmp(d->cfg->inputs[i].name, l->input) == 0)
-            max = d->cfg->inputs[i].max_line;
-    return pipeline_take(d, l->data, l->len, l->truncated, max, &src,
-                         ret_seq);
+    switch (in->format) {
+    case CONFIG_FORMAT_AUDITD:
+        return pipeline_auditd_line(d, l, &src, ret_seq);
+    case CONFIG_FORMAT_RAW:
+        return pipeline_raw_line(d, l, &src, ret_seq);
+    case CONFIG_FORMAT_JSON:
+        break;
+    }
+    return pipeline_take(d, l->data, l->len, l->truncated, in->max_line,
+                         &src, ret_seq);
 }
 
 static int
@@ -396,6 +593,7 @@ aaasd_on_term(sd_event_source *es, const struct signalfd_siginfo *si,
 
     if (d->stopping)
         return 0;
+    pipeline_auditd_flush(d);
     d->stopping = true;
     (void)sd_notify(0, "STOPPING=1");
     log_notice("received %s, flushing for up to %llu s",
@@ -481,6 +679,15 @@ aaasd_setup_inputs(struct aaasd *d)
     }
 
     if (c->n_inputs > 0) {
+        d->auditd = parse_auditd_new(NULL);
+        if (!d->auditd)
+            return -ENOMEM;
+        r = sd_event_add_time(d->event, &d->auditd_timer, CLOCK_MONOTONIC,
+                              UINT64_MAX, 0, pipeline_auditd_timeout, d);
+        if (r < 0)
+            return r;
+        (void)sd_event_source_set_enabled(d->auditd_timer, SD_EVENT_OFF);
+
         r = aaasd_mkdir_p(c->state_dir, 0750);
         if (r < 0) {
             log_err("cannot create state directory '%s': %s, exiting",
@@ -710,10 +917,31 @@ aaasd_teardown(struct aaasd *d)
     sd_event_source_disable_unref(d->status_timer);
     sd_event_source_disable_unref(d->flush_timer);
     sd_event_source_disable_unref(d->stop_check);
+    sd_event_source_disable_unref(d->auditd_timer);
+    d->auditd = parse_auditd_free(d->auditd);
+    jbuf_done(&d->raw);
     d->spool = spool_free(d->spool);
     d->parser = parse_json_free(d->parser);
     event_builder_done(&d->builder);
     d->event = sd_event_unref(d->event);
+}
+
+/*
+ * Every followed file holds a descriptor, so a glob of a thousand files
+ * needs more than the customary soft limit of 1024.  Nothing here uses
+ * select(), so the hard limit is safe to take.
+ */
+static void
+aaasd_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_debug("cannot raise the open file limit: %s, keeping it",
+                  strerror(errno));
 }
 
 static void
@@ -789,6 +1017,7 @@ main(int argc, char **argv)
         return 0;
     }
     log_set_level(d.cfg->log_level);
+    aaasd_raise_nofile();
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         log_err("cannot initialise libcurl, exiting");

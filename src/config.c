@@ -105,6 +105,8 @@ static const struct config_limit config_number_limits[] = {
     { "sync_interval",   1, CONFIG_MS_HOUR },
     { "max_connections", 1, 65536 },
     { "partial_timeout", 0, CONFIG_MS_DAY },
+    { "rotate_wait",     0, CONFIG_MS_DAY },
+    { "group_timeout",   1, CONFIG_MS_HOUR },
     { "max_in_flight",   1, 256 },
     { "timeout",         1, CONFIG_MS_HOUR },
     { "retry_initial",   1, CONFIG_MS_HOUR },
@@ -894,6 +896,8 @@ config_schema_new(void)
         CFG_INT_CB("start_at", 0, CFGF_NONE, config_cb_enum),
         CFG_INT_CB("max_line", CONFIG_MIB, CFGF_NONE, config_cb_size),
         CFG_INT_CB("partial_timeout", 5000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("rotate_wait", 5000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("group_timeout", 2000, CFGF_NONE, config_cb_number),
         CFG_END(),
     };
     cfg_opt_t firehose_opts[] = {
@@ -983,6 +987,8 @@ config_fill_inputs(cfg_t *root, struct config *c)
         in->start_at_end = cfg_getint(sec, "start_at") != 0;
         in->max_line = (size_t)cfg_getint(sec, "max_line");
         in->partial_timeout_ms = (unsigned)cfg_getint(sec, "partial_timeout");
+        in->rotate_wait_ms = (unsigned)cfg_getint(sec, "rotate_wait");
+        in->group_timeout_ms = (unsigned)cfg_getint(sec, "group_timeout");
     }
     return 0;
 }

@@ -29,6 +29,11 @@ struct config_input {
     size_t max_line;            /* bytes, longer lines are rejected */
     unsigned partial_timeout_ms;    /* a last line without '\n' is taken
                                      * as it is after this idle time */
+    unsigned rotate_wait_ms;    /* a file rotated or deleted away is read
+                                 * until it has not grown for this long */
+    unsigned group_timeout_ms;  /* auditd: an event without EOE is
+                                 * complete this long after its last
+                                 * record */
 };
 
 struct config {

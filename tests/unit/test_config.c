@@ -274,10 +274,12 @@ test_every_option(void **state)
         "    start_at = \"end\"\n"
         "    max_line = \"4096\"\n"
         "    partial_timeout = 0\n"
+        "    rotate_wait = 0\n"
         "}\n"
         "input \"kernel\" {\n"
         "    path = \"/var/log/audit/audit.log\"\n"
         "    format = \"auditd\"\n"
+        "    group_timeout = 500\n"
         "}\n"
         "firehose {\n"
         "    stream = \"a.b_c-1\"\n"
@@ -325,11 +327,15 @@ test_every_option(void **state)
     assert_true(c->inputs[0].start_at_end);
     assert_int_equal(c->inputs[0].max_line, 4096);
     assert_int_equal(c->inputs[0].partial_timeout_ms, 0);
+    assert_int_equal(c->inputs[0].rotate_wait_ms, 0);
+    assert_int_equal(c->inputs[0].group_timeout_ms, 2000);
     assert_string_equal(c->inputs[1].name, "kernel");
     assert_int_equal(c->inputs[1].format, CONFIG_FORMAT_AUDITD);
     assert_false(c->inputs[1].start_at_end);
     assert_int_equal(c->inputs[1].max_line, 1 << 20);
     assert_int_equal(c->inputs[1].partial_timeout_ms, 5000);
+    assert_int_equal(c->inputs[1].rotate_wait_ms, 5000);
+    assert_int_equal(c->inputs[1].group_timeout_ms, 500);
 
     assert_string_equal(c->firehose_stream, "a.b_c-1");
     assert_string_equal(c->firehose_region, "ap-southeast-2");
@@ -439,6 +445,10 @@ static const struct bad_case bad_cases[] = {
       "socket.max_event_size: '2M' is more than the limit of 1M" },
     { "input \"a\" {\n  path = \"/l\"\n  max_line = \"1025k\"\n}\n", 3,
       "input 'a' max_line: '1025k' is more than the limit of 1M" },
+    { "input \"a\" {\n  path = \"/l\"\n  group_timeout = 0\n}\n", 3,
+      "input 'a' group_timeout: 0 is out of range (1 to 3600000)" },
+    { "input \"a\" {\n  path = \"/l\"\n  rotate_wait = \"soon\"\n}\n", 3,
+      "input 'a' rotate_wait: 'soon' is not a whole number" },
     /* Modes and names from a fixed set. */
     { "socket {\n  mode = \"0999\"\n}\n", 2,
       "socket.mode: '0999' is not an octal mode such as 0660" },
