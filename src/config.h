@@ -63,6 +63,11 @@ struct config {
     unsigned retry_max_ms;
 
     char *signing_key;          /* NULL: no seals */
+
+    bool control_enabled;       /* the aaasctl status socket */
+    char *control_path;
+    mode_t control_mode;
+    char *control_group;        /* NULL: leave the group alone */
 };
 
 int config_load(const char *path, struct config **ret);
