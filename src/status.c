@@ -561,7 +561,9 @@ status_listen(struct status *s)
 
         if (!gr)
             return -ENOENT;
-        if (chown(s->path, (uid_t)-1, gr->gr_gid) < 0)
+        /* The file has our group already; a filter may forbid chown(). */
+        if (gr->gr_gid != getegid() &&
+            chown(s->path, (uid_t)-1, gr->gr_gid) < 0)
             return -errno;
     }
     return sd_event_add_io(s->opts.event, &s->listen, s->fd, EPOLLIN,
