@@ -7,6 +7,7 @@
 #include "status.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -409,9 +410,9 @@ status_answer(struct status *s, const char *cmd, struct status_buf *b)
 }
 
 /*
- * The answer is a few kilobytes, far below a Unix socket's buffer, so one
- * blocking write is enough; a client that does not read gets cut off by
- * the send timeout rather than stalling the loop.
+ * The answer is a few kilobytes, far below a Unix socket's buffer, so the
+ * blocking send normally returns at once; a client that does not read is
+ * cut off by the send timeout, so the loop waits a second at worst.
  */
 static void
 status_reply(struct status_client *c)
@@ -419,13 +420,16 @@ status_reply(struct status_client *c)
     struct status_buf b = { 0 };
     struct timeval tv = { .tv_sec = 1 };
     size_t off = 0;
-    int r;
+    int flags, r;
 
     r = status_answer(c->owner, c->cmd, &b);
     if (r < 0) {
         log_debug("status: cannot format the answer: %s", strerror(-r));
         goto out;
     }
+    flags = fcntl(c->fd, F_GETFL);
+    if (flags >= 0)
+        (void)fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
     (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     while (off < b.len) {
         ssize_t n = send(c->fd, b.data + off, b.len - off, MSG_NOSIGNAL);
