@@ -34,6 +34,7 @@
 #include "sigv4.h"
 #include "socket_input.h"
 #include "spool.h"
+#include "status.h"
 #include "tail.h"
 
 #define AAASD_DEFAULT_CONFIG "/etc/aaas.conf"
@@ -62,6 +63,15 @@ struct aaasd {
     struct http *http;
     struct credentials *credentials;
     struct sender *sender;
+    struct status *control;         /* aaasctl's socket, NULL when off */
+
+    /* Per input, and the socket last: counts for status and metrics. */
+    struct status_input *input_stats;
+    size_t n_input_stats;
+    time_t start_time;
+    uint64_t reloads;
+    uint64_t reload_failures;
+    char last_error[512];           /* the sender's, for status_report */
 
     sd_event_source *commit;        /* requests a sync after appends */
     sd_event_source *sync_io;       /* the spool's sync completions */
@@ -375,6 +385,17 @@ pipeline_auditd_line(struct aaasd *d, const struct tail_line *l,
     return 0;
 }
 
+/* idx: the input's place in the config, n_inputs for the socket. */
+static void
+pipeline_count(struct aaasd *d, size_t idx, uint64_t rejected_before)
+{
+    if (idx >= d->n_input_stats)
+        return;
+    d->input_stats[idx].events++;
+    if (d->rejected != rejected_before)
+        d->input_stats[idx].rejected++;
+}
+
 static int
 pipeline_file_line(void *userdata, const struct tail_line *l,
                    uint64_t *ret_seq)
@@ -386,17 +407,24 @@ pipeline_file_line(void *userdata, const struct tail_line *l,
         .input = l->input,
         .path = l->path,
     };
+    uint64_t rejected = d->rejected;
+    int r;
 
     switch (in->format) {
     case CONFIG_FORMAT_AUDITD:
-        return pipeline_auditd_line(d, l, &src, ret_seq);
+        r = pipeline_auditd_line(d, l, &src, ret_seq);
+        break;
     case CONFIG_FORMAT_RAW:
-        return pipeline_raw_line(d, l, &src, ret_seq);
-    case CONFIG_FORMAT_JSON:
+        r = pipeline_raw_line(d, l, &src, ret_seq);
+        break;
+    default:
+        r = pipeline_take(d, l->data, l->len, l->truncated, in->max_line,
+                          &src, ret_seq);
         break;
     }
-    return pipeline_take(d, l->data, l->len, l->truncated, in->max_line,
-                         &src, ret_seq);
+    if (r >= 0)
+        pipeline_count(d, l->input_index, rejected);
+    return r;
 }
 
 static int
@@ -412,8 +440,14 @@ pipeline_socket_line(void *userdata, const struct socket_line *l,
         .gid = l->gid,
     };
 
-    return pipeline_take(d, l->data, l->len, l->truncated,
-                         d->cfg->max_event_size, &src, ret_seq);
+    uint64_t rejected = d->rejected;
+    int r;
+
+    r = pipeline_take(d, l->data, l->len, l->truncated,
+                      d->cfg->max_event_size, &src, ret_seq);
+    if (r >= 0)
+        pipeline_count(d, d->cfg->n_inputs, rejected);
+    return r;
 }
 
 static int
@@ -615,12 +649,36 @@ aaasd_on_term(sd_event_source *es, const struct signalfd_siginfo *si,
     return 0;
 }
 
+static int aaasd_reload(struct aaasd *d);
+static int aaasd_input_stats(struct aaasd *d, const struct config *c);
+static void aaasd_setup_control(struct aaasd *d);
+
 static int
 aaasd_on_hup(sd_event_source *es, const struct signalfd_siginfo *si,
              void *userdata)
 {
-    log_notice("received SIGHUP: reloading is not supported yet, restart "
-               "the service to apply a changed config, ignoring");
+    struct aaasd *d = userdata;
+    uint64_t now = 0;
+    int r;
+
+    if (d->stopping)
+        return 0;
+    (void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+    (void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\n"
+                     "STATUS=reloading '%s'", (unsigned long long)now,
+                     arg_config);
+    log_notice("received SIGHUP, reloading '%s'", arg_config);
+
+    r = aaasd_reload(d);
+    if (r < 0) {
+        d->reload_failures++;
+        log_err("reload: configuration '%s' not applied, the running one "
+                "stays in force", arg_config);
+    } else {
+        d->reloads++;
+    }
+    (void)sd_notify(0, "READY=1");
+    aaasd_status(d);
     return 0;
 }
 
@@ -870,6 +928,11 @@ aaasd_setup(struct aaasd *d)
     r = aaasd_setup_inputs(d);
     if (r < 0)
         return r;
+    r = aaasd_input_stats(d, d->cfg);
+    if (r < 0)
+        return r;
+    d->start_time = time(NULL);
+    aaasd_setup_control(d);
 
     r = sd_event_add_time_relative(d->event, &d->status_timer,
                                    CLOCK_MONOTONIC, AAASD_STATUS_USEC, 0,
@@ -888,6 +951,8 @@ aaasd_teardown(struct aaasd *d)
 {
     int r;
 
+    d->control = status_free(d->control);
+    free(d->input_stats);
     d->socket = socket_input_free(d->socket);
     if (d->spool) {
         r = spool_sync_now(d->spool);
@@ -942,6 +1007,298 @@ aaasd_raise_nofile(void)
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
         log_debug("cannot raise the open file limit: %s, keeping it",
                   strerror(errno));
+}
+
+static void *
+mfree(void *p)
+{
+    free(p);
+    return NULL;
+}
+
+/* Counts per input, carried over by name when a reload changes the list. */
+static int
+aaasd_input_stats(struct aaasd *d, const struct config *c)
+{
+    struct status_input *st;
+
+    st = calloc(c->n_inputs + 1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    for (size_t i = 0; i < c->n_inputs; i++) {
+        st[i].name = c->inputs[i].name;
+        for (size_t j = 0; j + 1 < d->n_input_stats; j++) {
+            if (strcmp(d->input_stats[j].name, st[i].name) == 0) {
+                st[i].events = d->input_stats[j].events;
+                st[i].rejected = d->input_stats[j].rejected;
+            }
+        }
+    }
+    st[c->n_inputs].name = "socket";
+    if (d->n_input_stats > 0)
+        st[c->n_inputs] = d->input_stats[d->n_input_stats - 1];
+    free(d->input_stats);
+    d->input_stats = st;
+    d->n_input_stats = c->n_inputs + 1;
+    return 0;
+}
+
+static void
+aaasd_report(void *userdata, struct status_report *r)
+{
+    struct aaasd *d = userdata;
+    struct sender_stats st;
+    struct socket_input_stats ss = { 0 };
+    time_t now = time(NULL);
+
+    sender_get_stats(d->sender, &st);
+    if (d->socket)
+        socket_input_stats(d->socket, &ss);
+
+    r->version = PACKAGE_VERSION;
+    r->start_time = (uint64_t)d->start_time;
+    r->uptime_sec = now > d->start_time ? (uint64_t)(now - d->start_time) : 0;
+    r->appended = d->appended;
+    r->accepted = d->accepted;
+    r->rejected = d->rejected;
+    r->spool_bytes = spool_size(d->spool);
+    r->spool_max_bytes = d->cfg->spool_max_size;
+    r->spool_backlog = spool_durable_seq(d->spool) -
+                       spool_acked_seq(d->spool);
+    r->spool_full = d->full;
+    r->spool_error = d->sync_error;
+    /* The socket's line only when it is on, so no input reads "socket". */
+    r->inputs = d->input_stats;
+    r->n_inputs = d->n_input_stats;
+    if (r->n_inputs > 0 && !d->socket)
+        r->n_inputs--;
+    r->files_followed = d->tail ? tail_files(d->tail) : 0;
+    r->socket_enabled = d->socket != NULL;
+    r->socket_connections = ss.connections;
+    r->socket_refused = ss.refused;
+    r->socket_partial_lines = ss.partial_lines;
+    r->socket_open = ss.open;
+    r->stream = d->cfg->firehose_stream;
+    r->region = d->cfg->firehose_region;
+    r->delivered = st.delivered;
+    r->calls = st.calls;
+    r->failed_calls = st.failed_calls;
+    r->failed_records = st.failed_records;
+    r->possible_duplicates = st.possible_duplicates;
+    r->in_flight = http_in_flight(d->http);
+    /* sender_get_stats() copied it, but into our stack: keep a copy. */
+    (void)snprintf(d->last_error, sizeof(d->last_error), "%s",
+                   st.last_error);
+    r->last_error = d->last_error;
+    r->reloads = d->reloads;
+    r->reload_failures = d->reload_failures;
+}
+
+/* Without the control socket the daemon still does its work: go on. */
+static void
+aaasd_setup_control(struct aaasd *d)
+{
+    struct config *c = d->cfg;
+    struct status_options so = {
+        .event = d->event,
+        .path = c->control_path,
+        .mode = c->control_mode,
+        .group = c->control_group,
+        .report_fn = aaasd_report,
+        .userdata = d,
+    };
+    int r;
+
+    if (!c->control_enabled)
+        return;
+    r = status_new(&so, &d->control);
+    if (r == -EADDRINUSE)
+        log_warning("control: another process is listening on '%s', "
+                    "aaasctl will not reach this daemon", c->control_path);
+    else if (r == -ENOENT && c->control_group)
+        log_warning("control: cannot give '%s' to group '%s': no such "
+                    "group, aaasctl will not reach this daemon",
+                    c->control_path, c->control_group);
+    else if (r < 0)
+        log_warning("control: cannot listen on '%s': %s, aaasctl will not "
+                    "reach this daemon", c->control_path, strerror(-r));
+}
+
+/*
+ * Options that the running spool, socket and control socket were built
+ * from: a reload names each one that changed and keeps the running value.
+ * Strings are swapped, not copied, so that pointers the modules hold into
+ * the config stay valid when the old config is freed.
+ */
+static void
+aaasd_keep_str(const char *name, char **run, char **next)
+{
+    char *t;
+
+    if ((*run == NULL) != (*next == NULL) ||
+        (*run && strcmp(*run, *next) != 0))
+        log_notice("reload: %s changed, it takes effect at the next "
+                   "restart", name);
+    t = *run;
+    *run = *next;
+    *next = t;
+}
+
+#define AAASD_KEEP(name, run, next, field)                                  \
+    do {                                                                    \
+        if ((run)->field != (next)->field) {                                \
+            log_notice("reload: %s changed, it takes effect at the next "   \
+                       "restart", name);                                    \
+            (next)->field = (run)->field;                                   \
+        }                                                                   \
+    } while (0)
+
+static void
+aaasd_keep_restart_options(struct config *run, struct config *next)
+{
+    aaasd_keep_str("state_dir", &run->state_dir, &next->state_dir);
+    aaasd_keep_str("agent_id", &run->agent_id, &next->agent_id);
+    aaasd_keep_str("spool.dir", &run->spool_dir, &next->spool_dir);
+    AAASD_KEEP("spool.max_size", run, next, spool_max_size);
+    AAASD_KEEP("spool.segment_size", run, next, spool_segment_size);
+    AAASD_KEEP("spool.sync", run, next, spool_sync);
+    AAASD_KEEP("spool.sync_interval", run, next, spool_sync_interval_ms);
+    AAASD_KEEP("socket.enabled", run, next, socket_enabled);
+    aaasd_keep_str("socket.path", &run->socket_path, &next->socket_path);
+    AAASD_KEEP("socket.mode", run, next, socket_mode);
+    aaasd_keep_str("socket.group", &run->socket_group, &next->socket_group);
+    AAASD_KEEP("socket.max_connections", run, next, socket_max_connections);
+    AAASD_KEEP("socket.max_event_size", run, next, max_event_size);
+    AAASD_KEEP("control.enabled", run, next, control_enabled);
+    aaasd_keep_str("control.path", &run->control_path, &next->control_path);
+    AAASD_KEEP("control.mode", run, next, control_mode);
+    aaasd_keep_str("control.group", &run->control_group,
+                   &next->control_group);
+    aaasd_keep_str("signing.key", &run->signing_key, &next->signing_key);
+}
+
+/*
+ * New file inputs from c, started before the old ones go so that a
+ * failure leaves the old ones running.  Everything appended is synced
+ * first and its offsets saved, so the new inputs start exactly after the
+ * last line taken: nothing is read twice or skipped.
+ */
+static int
+aaasd_reload_inputs(struct aaasd *d, const struct config *c,
+                    struct tail **ret)
+{
+    struct tail_options to = {
+        .event = d->event,
+        .state_dir = c->state_dir,
+        .inputs = c->inputs,
+        .n_inputs = c->n_inputs,
+        .line_fn = pipeline_file_line,
+        .userdata = d,
+    };
+    int r;
+
+    *ret = NULL;
+    r = spool_sync_now(d->spool);
+    if (r < 0) {
+        log_err("reload: cannot sync the spool '%s': %s", c->spool_dir,
+                strerror(-r));
+        return r;
+    }
+    if (d->tail) {
+        tail_durable(d->tail, spool_durable_seq(d->spool));
+        r = tail_save(d->tail);
+        if (r < 0) {
+            log_err("reload: cannot save offsets under '%s': %s",
+                    c->state_dir, strerror(-r));
+            return r;
+        }
+    }
+    if (c->n_inputs == 0)
+        return 0;
+
+    r = aaasd_mkdir_p(c->state_dir, 0750);
+    if (r < 0) {
+        log_err("reload: cannot create state directory '%s': %s",
+                c->state_dir, strerror(-r));
+        return r;
+    }
+    r = tail_new(&to, ret);
+    if (r < 0) {
+        log_err("reload: cannot start the file inputs: %s", strerror(-r));
+        return r;
+    }
+    if (d->full || d->held)
+        tail_pause(*ret);
+    return 0;
+}
+
+static int
+aaasd_reload(struct aaasd *d)
+{
+    struct config *next = NULL;
+    struct tail *tail = NULL;
+    const char *why = NULL;
+    int r;
+
+    r = config_load(arg_config, &next);
+    if (r < 0)
+        return r;
+    aaasd_keep_restart_options(d->cfg, next);
+
+    r = aaasd_reload_inputs(d, next, &tail);
+    if (r < 0)
+        goto out;
+
+    struct sender_options so = {
+        .event = d->event,
+        .spool = d->spool,
+        .http = d->http,
+        .credentials = d->credentials,
+        .stream = next->firehose_stream,
+        .region = next->firehose_region,
+        .endpoint = next->firehose_endpoint,
+        .ca_file = next->ca_file,
+        .max_in_flight = next->firehose_max_in_flight,
+        .timeout_ms = next->firehose_timeout_ms,
+        .retry_initial_ms = next->retry_initial_ms,
+        .retry_max_ms = next->retry_max_ms,
+        .acked_fn = pipeline_acked,
+        .userdata = d,
+    };
+    r = sender_reconfigure(d->sender, &so, &why);
+    if (r < 0) {
+        log_err("reload: cannot set up stream '%s': %s",
+                next->firehose_stream, why ? why : strerror(-r));
+        goto out;
+    }
+
+    /* From here on nothing fails: the new config takes over. */
+    d->tail = tail_free(d->tail);
+    d->tail = tail;
+    tail = NULL;
+    r = aaasd_input_stats(d, next);
+    if (r < 0) {
+        /* The old counters name inputs of the config about to go. */
+        log_warning("reload: no memory for the input counters, per-input "
+                    "status is off until the next reload");
+        d->input_stats = mfree(d->input_stats);
+        d->n_input_stats = 0;
+    }
+    log_set_level(next->log_level);
+    {
+        struct config *old = d->cfg;
+
+        d->cfg = next;
+        next = old;
+    }
+    log_notice("reload: '%s' applied: stream '%s', %zu file inputs",
+               arg_config, d->cfg->firehose_stream, d->cfg->n_inputs);
+    r = 0;
+
+out:
+    tail_free(tail);
+    config_free(next);
+    return r;
 }
 
 static void

@@ -44,11 +44,12 @@ enum config_section {
     CONFIG_SECTION_SOCKET,
     CONFIG_SECTION_FIREHOSE,
     CONFIG_SECTION_SIGNING,
+    CONFIG_SECTION_CONTROL,
     CONFIG_SECTION_MAX,
 };
 
 static const char *const config_section_names[CONFIG_SECTION_MAX] = {
-    "spool", "socket", "firehose", "signing",
+    "spool", "socket", "firehose", "signing", "control",
 };
 
 struct config_seen_input {
@@ -924,6 +925,14 @@ config_schema_new(void)
         CFG_STR_CB("key", NULL, CFGF_NODEFAULT, config_cb_path),
         CFG_END(),
     };
+    cfg_opt_t control_opts[] = {
+        CFG_BOOL_CB("enabled", cfg_true, CFGF_NONE, config_cb_bool),
+        CFG_STR_CB("path", "/run/aaas/control.sock", CFGF_NONE,
+                   config_cb_socket_path),
+        CFG_INT_CB("mode", 0660, CFGF_NONE, config_cb_mode),
+        CFG_STR_CB("group", NULL, CFGF_NODEFAULT, config_cb_word),
+        CFG_END(),
+    };
     cfg_opt_t opts[] = {
         CFG_STR_CB("state_dir", "/var/lib/aaas", CFGF_NONE, config_cb_path),
         CFG_STR_CB("agent_id", NULL, CFGF_NODEFAULT, config_cb_word),
@@ -933,6 +942,7 @@ config_schema_new(void)
         CFG_SEC("input", input_opts, CFGF_MULTI | CFGF_TITLE),
         CFG_SEC("firehose", firehose_opts, CFGF_NONE),
         CFG_SEC("signing", signing_opts, CFGF_NONE),
+        CFG_SEC("control", control_opts, CFGF_NONE),
         CFG_END(),
     };
     cfg_t *cfg;
@@ -1001,6 +1011,7 @@ config_fill(cfg_t *root, struct config *c)
     cfg_t *sock = cfg_getsec(root, "socket");
     cfg_t *fh = cfg_getsec(root, "firehose");
     cfg_t *sign = cfg_getsec(root, "signing");
+    cfg_t *ctl = cfg_getsec(root, "control");
     int r;
 
     c->log_level = (int)cfg_getint(root, "log_level");
@@ -1064,6 +1075,14 @@ config_fill(cfg_t *root, struct config *c)
     if (r < 0)
         return r;
     r = config_dup(cfg_getstr(sign, "key"), &c->signing_key);
+    if (r < 0)
+        return r;
+    c->control_enabled = cfg_getbool(ctl, "enabled");
+    c->control_mode = (mode_t)cfg_getint(ctl, "mode");
+    r = config_dup(cfg_getstr(ctl, "path"), &c->control_path);
+    if (r < 0)
+        return r;
+    r = config_dup(cfg_getstr(ctl, "group"), &c->control_group);
     if (r < 0)
         return r;
 
@@ -1221,6 +1240,8 @@ config_free(struct config *c)
     free(c->access_key_id);
     free(c->secret_access_key);
     free(c->signing_key);
+    free(c->control_path);
+    free(c->control_group);
     free(c);
     return NULL;
 }

@@ -76,6 +76,11 @@ struct config {
     uint64_t firehose_max_bytes_per_second;     /* 0: no limit */
 
     char *signing_key;          /* NULL: no seals */
+
+    bool control_enabled;       /* the aaasctl status socket */
+    char *control_path;
+    mode_t control_mode;
+    char *control_group;        /* NULL: leave the group alone */
 };
 
 int config_load(const char *path, struct config **ret);

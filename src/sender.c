@@ -61,6 +61,7 @@ struct sender_slot {
 struct sender {
     struct sender_options opts;
     unsigned window;            /* calls allowed in flight, see above */
+    struct batch_limits limits; /* for every slot's batch */
     uint64_t next_send_usec;    /* rate limit: no call starts before */
     sd_event_source *rate_timer;
     struct sink_firehose *sink;
@@ -73,6 +74,9 @@ struct sender {
     size_t held_len;
     uint64_t held_seq;
     bool has_held;
+
+    unsigned max_busy;          /* slots that take new events; slots past
+                                 * it only finish what they hold */
 
     uint64_t next_seq;          /* first sequence number not yet read */
     uint64_t acked;             /* last value given to spool_ack() */
@@ -576,7 +580,8 @@ sender_fill(struct sender *s)
         if (!sender_rate_allows(s))
             return;
         /* A slot with failed records left sends those, topped up. */
-        (void)sender_load(s, sl);
+        if (i < s->max_busy)
+            (void)sender_load(s, sl);
         /* Not break: a later slot may hold failed records due now. */
         if (batch_is_empty(&sl->batch))
             continue;
@@ -614,6 +619,34 @@ sender_get_stats(const struct sender *s, struct sender_stats *ret)
     *ret = s->stats;
 }
 
+static int
+sender_slot_init(struct sender *s, struct sender_slot *sl)
+{
+    int r;
+
+    sl->owner = s;
+    sink_firehose_request_init(&sl->req);
+    r = batch_init(&sl->batch, &s->limits);
+    if (r < 0)
+        return r;
+    r = sd_event_add_time(s->opts.event, &sl->timer, CLOCK_MONOTONIC,
+                          UINT64_MAX, 0, sender_retry_cb, sl);
+    if (r < 0)
+        return r;
+    (void)sd_event_source_set_enabled(sl->timer, SD_EVENT_OFF);
+    return 0;
+}
+
+static unsigned
+sender_slots_for(unsigned max_in_flight)
+{
+    if (max_in_flight < 1)
+        return 1;
+    if (max_in_flight > SENDER_SLOTS_MAX)
+        return SENDER_SLOTS_MAX;
+    return max_in_flight;
+}
+
 int
 sender_new(const struct sender_options *o, struct sender **ret,
            const char **reterr_reason)
@@ -623,7 +656,6 @@ sender_new(const struct sender_options *o, struct sender **ret,
         .region = o->region,
         .endpoint = o->endpoint,
     };
-    struct batch_limits limits = { 0 };
     uint64_t sent;
     struct sender *s;
     int r;
@@ -632,18 +664,14 @@ sender_new(const struct sender_options *o, struct sender **ret,
     if (!s)
         return -ENOMEM;
     s->opts = *o;
-    s->n_slots = o->max_in_flight;
-    if (s->n_slots < 1)
-        s->n_slots = 1;
-    if (s->n_slots > SENDER_SLOTS_MAX)
-        s->n_slots = SENDER_SLOTS_MAX;
+    s->n_slots = sender_slots_for(o->max_in_flight);
     s->window = s->n_slots;
     s->stats.window = s->window;
-    limits.pack = o->pack;
+    s->limits.pack = o->pack;
     /* A call may not hold more records than a second's worth. */
     if (o->max_records_per_second &&
         o->max_records_per_second < BATCH_MAX_RECORDS)
-        limits.max_records = o->max_records_per_second;
+        s->limits.max_records = o->max_records_per_second;
 
     r = sd_event_add_time(o->event, &s->rate_timer, CLOCK_MONOTONIC,
                           UINT64_MAX, 0, sender_rate_cb, s);
@@ -662,19 +690,11 @@ sender_new(const struct sender_options *o, struct sender **ret,
     }
 
     for (unsigned i = 0; i < s->n_slots; i++) {
-        struct sender_slot *sl = &s->slots[i];
-
-        sl->owner = s;
-        sink_firehose_request_init(&sl->req);
-        r = batch_init(&sl->batch, &limits);
+        r = sender_slot_init(s, &s->slots[i]);
         if (r < 0)
             goto fail;
-        r = sd_event_add_time(o->event, &sl->timer, CLOCK_MONOTONIC,
-                              UINT64_MAX, 0, sender_retry_cb, sl);
-        if (r < 0)
-            goto fail;
-        (void)sd_event_source_set_enabled(sl->timer, SD_EVENT_OFF);
     }
+    s->max_busy = s->n_slots;
 
     s->acked = spool_acked_seq(o->spool);
     s->next_seq = s->acked + 1;
@@ -700,6 +720,52 @@ sender_new(const struct sender_options *o, struct sender **ret,
 fail:
     sender_free(s);
     return r;
+}
+
+/*
+ * The slots, the cursor and the acknowledged position stay as they are, so
+ * nothing is read twice or skipped.  A request built for the old sink is
+ * self-contained (its URL, headers and body belong to the slot), so the
+ * old sink can go at once.  Fewer slots: the surplus ones stop taking new
+ * events but still finish and retry what they hold.
+ */
+int
+sender_reconfigure(struct sender *s, const struct sender_options *o,
+                   const char **reterr_reason)
+{
+    struct sink_firehose_options so = {
+        .stream = o->stream,
+        .region = o->region,
+        .endpoint = o->endpoint,
+    };
+    struct sink_firehose *sink = NULL;
+    unsigned want = sender_slots_for(o->max_in_flight);
+    int r;
+
+    r = sink_firehose_new(&so, &sink, reterr_reason);
+    if (r < 0)
+        return r;
+
+    s->opts.event = o->event;
+    for (unsigned i = s->n_slots; i < want; i++) {
+        r = sender_slot_init(s, &s->slots[i]);
+        if (r < 0) {
+            /* The half-made slot is cleaned up by sender_free(). */
+            s->n_slots = i + 1;
+            sink_firehose_free(sink);
+            return r;
+        }
+        s->n_slots = i + 1;
+    }
+
+    sink_firehose_free(s->sink);
+    s->sink = sink;
+    s->opts = *o;
+    s->max_busy = want;
+    /* A new endpoint deserves a fresh log line for the same failure. */
+    s->last_logged[0] = '\0';
+    sender_fill(s);
+    return 0;
 }
 
 struct sender *

@@ -67,6 +67,15 @@ int sender_new(const struct sender_options *o, struct sender **ret,
                const char **reterr_reason);
 struct sender *sender_free(struct sender *s);
 
+/*
+ * Applies changed options (reload) without losing the sender's place:
+ * calls in flight finish as they were built, retries and new calls use o.
+ * The strings in o must outlive the sender or the next reconfigure.  On
+ * failure nothing changes.
+ */
+int sender_reconfigure(struct sender *s, const struct sender_options *o,
+                       const char **reterr_reason);
+
 /* New durable events may be waiting: start calls if slots are free. */
 void sender_kick(struct sender *s);
 

@@ -237,6 +237,10 @@ test_defaults(void **state)
     assert_int_equal(c->retry_initial_ms, 100);
     assert_int_equal(c->retry_max_ms, 30000);
     assert_null(c->signing_key);
+    assert_true(c->control_enabled);
+    assert_string_equal(c->control_path, "/run/aaas/control.sock");
+    assert_int_equal(c->control_mode, 0660);
+    assert_null(c->control_group);
     free(log);
     config_free(c);
 }
@@ -301,6 +305,12 @@ test_every_option(void **state)
         "}\n"
         "signing {\n"
         "    key = \"/etc/aaas/k\"\n"
+        "}\n"
+        "control {\n"
+        "    enabled = false\n"
+        "    path = \"/run/x/ctl.sock\"\n"
+        "    mode = \"0600\"\n"
+        "    group = \"adm\"\n"
         "}\n");
 
     assert_int_equal(load_logged(s, path, &c, &log), 0);
@@ -318,6 +328,10 @@ test_every_option(void **state)
     assert_int_equal(c->socket_mode, 0600);
     assert_string_equal(c->socket_group, "audit");
     assert_int_equal(c->socket_max_connections, 16);
+    assert_false(c->control_enabled);
+    assert_string_equal(c->control_path, "/run/x/ctl.sock");
+    assert_int_equal(c->control_mode, 0600);
+    assert_string_equal(c->control_group, "adm");
     assert_int_equal(c->max_event_size, 64 * 1024);
 
     assert_int_equal(c->n_inputs, 2);
@@ -394,6 +408,10 @@ test_shipped_config(void **state)
     assert_string_equal(c->socket_group, "aaas");
     assert_int_equal(c->n_inputs, 0);
     assert_null(c->signing_key);
+    assert_true(c->control_enabled);
+    assert_string_equal(c->control_path, "/run/aaas/control.sock");
+    assert_int_equal(c->control_mode, 0660);
+    assert_string_equal(c->control_group, "aaas");
     free(log);
     config_free(c);
 }
@@ -454,6 +472,14 @@ static const struct bad_case bad_cases[] = {
       "socket.mode: '0999' is not an octal mode such as 0660" },
     { "socket {\n  mode = \"4755\"\n}\n", 2,
       "socket.mode: '4755' is not an octal mode such as 0660" },
+    { "control {\n  mode = \"rw\"\n}\n", 2,
+      "control.mode: 'rw' is not an octal mode such as 0660" },
+    { "control {\n  path = \"run/ctl\"\n}\n", 2,
+      "control.path: 'run/ctl' is not an absolute path" },
+    { "control {\n  group = \"-x\"\n}\n", 2,
+      "control.group: '-x' is not a name (1 to 32 of A-Z, a-z, 0-9, '_', '.', '-')" },
+    { "control {\n  enabled = true\n}\ncontrol {\n  enabled = true\n}\n", 4,
+      "control: section given twice, first at line 1" },
     { "log_level = \"loud\"\n", 1,
       "log_level: unknown value 'loud' (use err, warning, notice, info or debug)" },
     { "input \"a\" {\n  path = \"/l\"\n  format = \"xml\"\n}\n", 3,
