@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,19 +25,23 @@
 #include "credentials.h"
 #include "event.h"
 #include "http.h"
+#include "jbuf.h"
 #include "log.h"
+#include "parse_auditd.h"
 #include "parse_json.h"
+#include "parse_raw.h"
 #include "sender.h"
 #include "sigv4.h"
 #include "socket_input.h"
 #include "spool.h"
+#include "status.h"
 #include "tail.h"
 
 #define AAASD_DEFAULT_CONFIG "/etc/aaas.conf"
 #define AAASD_STATUS_USEC (5ull * 1000000ull)
 /* How long SIGTERM waits for the sink to take what is spooled. */
 #define AAASD_FLUSH_USEC (5ull * 1000000ull)
-/* A reject keeps at most this much of the raw input (see pipeline_take). */
+/* A reject keeps at most this much of the raw input (see pipeline_store). */
 #define AAASD_REJECT_RAW_MAX (512u * 1024u)
 #define AAASD_PARSE_DEPTH 64
 #define AAASD_RETRY_USEC (200ull * 1000ull)
@@ -49,12 +54,24 @@ struct aaasd {
     sd_event *event;
     struct spool *spool;
     struct parse_json *parser;
+    struct parse_auditd *auditd;    /* every auditd input's open events */
+    struct jbuf raw;                /* the object of a raw input's line */
+    sd_event_source *auditd_timer;  /* the next open event's timeout */
     struct event_builder builder;
     struct tail *tail;
     struct socket_input *socket;
     struct http *http;
     struct credentials *credentials;
     struct sender *sender;
+    struct status *control;         /* aaasctl's socket, NULL when off */
+
+    /* Per input, and the socket last: counts for status and metrics. */
+    struct status_input *input_stats;
+    size_t n_input_stats;
+    time_t start_time;
+    uint64_t reloads;
+    uint64_t reload_failures;
+    char last_error[512];           /* the sender's, for status_report */
 
     sd_event_source *commit;        /* requests a sync after appends */
     sd_event_source *sync_io;       /* the spool's sync completions */
@@ -71,8 +88,9 @@ struct aaasd {
     uint64_t accepted;              /* events durable in the spool */
     uint64_t rejected;
     uint64_t appended;              /* events appended, durable or not */
-    char why[160];                  /* text of the last reject reason */
-    const char *reason;             /* last line's reject reason or NULL */
+    char why[160];                  /* copy of the last reject reason */
+    const char *reason;             /* last stored line's reject reason,
+                                     * NULL when it was accepted */
 };
 
 static void
@@ -117,43 +135,34 @@ pipeline_append(struct aaasd *d, uint64_t *ret_seq)
 }
 
 /*
- * Turns one input line into a spool frame: the event in its delivered form
- * or a reject record.  Returns -EAGAIN to make the input hold the line.
+ * Stores one checked object (obj, with pr from parse_json_check() or a
+ * parser that built it) or, with a reason, a reject record of raw.
+ * Returns -EAGAIN to make the input hold the line.
  */
 static int
-pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
-              size_t max, const struct event_source *src, uint64_t *ret_seq)
+pipeline_store(struct aaasd *d, const char *obj, size_t len,
+               const struct parse_json_result *pr, const char *raw,
+               size_t raw_len, const char *reason,
+               const struct event_source *src, uint64_t *ret_seq)
 {
-    struct parse_json_result pr;
-    const char *reason = NULL;
-    char *why = d->why;
+    char why[128];
     struct timespec now;
     uint64_t seq;
     int r;
 
-    if (d->full || d->stopping)
-        return -EAGAIN;
-
     (void)clock_gettime(CLOCK_REALTIME, &now);
     seq = spool_next_seq(d->spool);
 
-    if (truncated) {
-        (void)snprintf(why, sizeof(d->why), "line longer than %zu bytes",
-                       max);
-        reason = why;
-    } else {
-        r = parse_json_check(d->parser, data, len, &pr, &reason);
-        if (r == 0) {
-            r = event_build(&d->builder, data, len, &pr, seq, src, &now);
-            if (r < 0)
-                return r;
-            if (d->builder.len > BATCH_MAX_RECORD_BYTES) {
-                (void)snprintf(why, sizeof(d->why),
-                               "event of %zu bytes is over the Firehose "
-                               "record limit of %u bytes", d->builder.len,
-                               BATCH_MAX_RECORD_BYTES);
-                reason = why;
-            }
+    if (!reason) {
+        r = event_build(&d->builder, obj, len, pr, seq, src, &now);
+        if (r < 0)
+            return r;
+        if (d->builder.len > BATCH_MAX_RECORD_BYTES) {
+            (void)snprintf(why, sizeof(why),
+                           "event of %zu bytes is over the Firehose "
+                           "record limit of %u bytes", d->builder.len,
+                           BATCH_MAX_RECORD_BYTES);
+            reason = why;
         }
     }
 
@@ -162,9 +171,10 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
          * The reject must fit in one record too, so very long input keeps
          * only its head; the reason says how long it was.
          */
-        size_t keep = len > AAASD_REJECT_RAW_MAX ? AAASD_REJECT_RAW_MAX : len;
+        size_t keep = raw_len > AAASD_REJECT_RAW_MAX ? AAASD_REJECT_RAW_MAX
+                                                     : raw_len;
 
-        r = event_build_reject(&d->builder, data, keep, reason, seq, src,
+        r = event_build_reject(&d->builder, raw, keep, reason, seq, src,
                                &now);
         if (r < 0)
             return r;
@@ -180,11 +190,216 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
         d->rejected++;
         log_debug("pipeline: event %llu rejected: %s",
                   (unsigned long long)*ret_seq, reason);
+        /* Our caller's reason may live on a stack that is about to go. */
+        (void)snprintf(d->why, sizeof(d->why), "%s", reason);
     }
+    d->reason = reason ? d->why : NULL;
     d->appended++;
-    d->reason = reason;
     (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
     return 0;
+}
+
+/*
+ * Turns one input line into a spool frame: the event in its delivered form
+ * or a reject record.  Returns -EAGAIN to make the input hold the line.
+ */
+static int
+pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
+              size_t max, const struct event_source *src, uint64_t *ret_seq)
+{
+    struct parse_json_result pr = { 0 };
+    const char *reason = NULL;
+    char why[128];
+
+    if (d->full || d->stopping)
+        return -EAGAIN;
+
+    if (truncated) {
+        (void)snprintf(why, sizeof(why), "line longer than %zu bytes", max);
+        reason = why;
+    } else {
+        /* Out of memory is a reason too: the line is kept, not lost. */
+        (void)parse_json_check(d->parser, data, len, &pr, &reason);
+    }
+    return pipeline_store(d, data, len, &pr, data, len, reason, src,
+                          ret_seq);
+}
+
+static int
+pipeline_raw_line(struct aaasd *d, const struct tail_line *l,
+                  const struct event_source *src, uint64_t *ret_seq)
+{
+    struct parse_json_result pr = { 0 };
+    const char *reason = NULL;
+    int r;
+
+    if (d->full || d->stopping)
+        return -EAGAIN;
+    if (l->truncated)
+        return pipeline_take(d, l->data, l->len, true,
+                             d->cfg->inputs[l->input_index].max_line, src,
+                             ret_seq);
+    r = parse_raw_build(&d->raw, l->data, l->len, &reason);
+    if (r == -ENOMEM)
+        return r;
+    pr.close = d->raw.len - 1;
+    return pipeline_store(d, d->raw.buf, d->raw.len, &pr, l->data, l->len,
+                          r < 0 ? reason : NULL, src, ret_seq);
+}
+
+static uint64_t
+pipeline_now_usec(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/*
+ * Stores one grouped audit event and forgets it; its file's lines are then
+ * safe up to the next event still open there.
+ */
+static int
+pipeline_auditd_emit(struct aaasd *d, struct parse_auditd_event *ev)
+{
+    struct parse_json_result pr = { 0 };
+    struct event_source src = { .kind = EVENT_SOURCE_FILE };
+    const char *json;
+    uint64_t id, seq;
+    size_t len;
+    int r;
+
+    r = parse_auditd_render(d->auditd, ev, &json, &len);
+    if (r < 0)
+        return r;
+    parse_auditd_event_source(ev, &id, &src.input, &src.path);
+    pr.close = len - 1;
+    r = pipeline_store(d, json, len, &pr, json, len, NULL, &src, &seq);
+    if (r < 0)
+        return r;
+    parse_auditd_drop(d->auditd, ev);
+    if (d->tail)
+        tail_hold(d->tail, id, parse_auditd_hold(d->auditd, id), seq);
+    return 0;
+}
+
+static void
+pipeline_auditd_arm(struct aaasd *d, uint64_t usec)
+{
+    int enabled = SD_EVENT_OFF;
+    int r;
+
+    if (usec == UINT64_MAX)
+        return;
+    (void)sd_event_source_get_enabled(d->auditd_timer, &enabled);
+    if (enabled != SD_EVENT_OFF)
+        return;
+    r = sd_event_source_set_time(d->auditd_timer, usec);
+    if (r >= 0)
+        r = sd_event_source_set_enabled(d->auditd_timer, SD_EVENT_ONESHOT);
+    if (r < 0)
+        log_err("pipeline: cannot arm the auditd event timer: %s, open "
+                "events wait for more records", strerror(-r));
+}
+
+static int
+pipeline_auditd_timeout(sd_event_source *es, uint64_t usec, void *userdata)
+{
+    struct aaasd *d = userdata;
+    struct parse_auditd_event *ev;
+    uint64_t now = pipeline_now_usec();
+    int r;
+
+    while ((ev = parse_auditd_expired(d->auditd, now))) {
+        r = pipeline_auditd_emit(d, ev);
+        if (r < 0) {
+            /* The spool is full or failing: the event stays open. */
+            pipeline_auditd_arm(d, now + AAASD_RETRY_USEC);
+            return 0;
+        }
+    }
+    pipeline_auditd_arm(d, parse_auditd_deadline(d->auditd));
+    return 0;
+}
+
+/* Shutdown: what is open is stored as it is, so no record waits. */
+static void
+pipeline_auditd_flush(struct aaasd *d)
+{
+    struct parse_auditd_event *ev;
+    int r;
+
+    while (d->auditd && (ev = parse_auditd_oldest(d->auditd))) {
+        r = pipeline_auditd_emit(d, ev);
+        if (r < 0) {
+            log_warning("pipeline: cannot store %zu open audit events: %s; "
+                        "their lines are read again at the next start",
+                        parse_auditd_open(d->auditd), strerror(-r));
+            return;
+        }
+    }
+}
+
+static int
+pipeline_auditd_line(struct aaasd *d, const struct tail_line *l,
+                     const struct event_source *src, uint64_t *ret_seq)
+{
+    const struct config_input *in = &d->cfg->inputs[l->input_index];
+    struct parse_auditd_source ps = {
+        .id = l->file_id,
+        .offset = l->offset,
+        .input = l->input,
+        .path = l->path,
+        .timeout_usec = (uint64_t)in->group_timeout_ms * 1000u,
+    };
+    struct parse_auditd_event *ev = NULL;
+    const char *reason = NULL;
+    int r;
+
+    if (d->full || d->stopping)
+        return -EAGAIN;
+    if (l->truncated)
+        return pipeline_take(d, l->data, l->len, true, in->max_line, src,
+                             ret_seq);
+
+    for (;;) {
+        r = parse_auditd_add(d->auditd, &ps, l->data, l->len,
+                             pipeline_now_usec(), &ev, &reason);
+        if (r != -ENOBUFS)
+            break;
+        r = pipeline_auditd_emit(d, ev);
+        if (r < 0)
+            return r;
+    }
+    if (r == -EBADMSG)
+        return pipeline_store(d, NULL, 0, NULL, l->data, l->len, reason, src,
+                              ret_seq);
+    if (r < 0)
+        return r;
+    if (r == PARSE_AUDITD_COMPLETE) {
+        r = pipeline_auditd_emit(d, ev);
+        if (r < 0) {
+            parse_auditd_undo(d->auditd);
+            return r;
+        }
+    }
+    *ret_seq = spool_next_seq(d->spool) - 1;
+    tail_hold(d->tail, l->file_id, parse_auditd_hold(d->auditd, l->file_id),
+              *ret_seq);
+    pipeline_auditd_arm(d, parse_auditd_deadline(d->auditd));
+    return 0;
+}
+
+/* idx: the input's place in the config, n_inputs for the socket. */
+static void
+pipeline_count(struct aaasd *d, size_t idx, uint64_t rejected_before)
+{
+    if (idx >= d->n_input_stats)
+        return;
+    d->input_stats[idx].events++;
+    if (d->rejected != rejected_before)
+        d->input_stats[idx].rejected++;
 }
 
 static int
@@ -192,18 +407,30 @@ pipeline_file_line(void *userdata, const struct tail_line *l,
                    uint64_t *ret_seq)
 {
     struct aaasd *d = userdata;
+    const struct config_input *in = &d->cfg->inputs[l->input_index];
     const struct event_source src = {
         .kind = EVENT_SOURCE_FILE,
         .input = l->input,
         .path = l->path,
     };
-    size_t max = 0;
+    uint64_t rejected = d->rejected;
+    int r;
 
-    for (size_t i = 0; i < d->cfg->n_inputs; i++)
-        if (strcmp(d->cfg->inputs[i].name, l->input) == 0)
-            max = d->cfg->inputs[i].max_line;
-    return pipeline_take(d, l->data, l->len, l->truncated, max, &src,
-                         ret_seq);
+    switch (in->format) {
+    case CONFIG_FORMAT_AUDITD:
+        r = pipeline_auditd_line(d, l, &src, ret_seq);
+        break;
+    case CONFIG_FORMAT_RAW:
+        r = pipeline_raw_line(d, l, &src, ret_seq);
+        break;
+    default:
+        r = pipeline_take(d, l->data, l->len, l->truncated, in->max_line,
+                          &src, ret_seq);
+        break;
+    }
+    if (r >= 0)
+        pipeline_count(d, l->input_index, rejected);
+    return r;
 }
 
 static int
@@ -222,14 +449,17 @@ pipeline_socket_line(void *userdata, const struct socket_line *l,
         .unit = l->unit,
         .user_unit = l->user_unit,
     };
+
+    uint64_t rejected = d->rejected;
     int r;
 
     r = pipeline_take(d, l->data, l->len, l->truncated,
                       d->cfg->max_event_size, &src, ret_seq);
-    if (r < 0)
-        return r;
-    *reterr_reason = d->reason;
-    return 0;
+    if (r >= 0) {
+        pipeline_count(d, d->cfg->n_inputs, rejected);
+        *reterr_reason = d->reason;
+    }
+    return r;
 }
 
 static int
@@ -335,12 +565,16 @@ aaasd_status(struct aaasd *d)
 
     sender_get_stats(d->sender, &st);
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
-    (void)sd_notifyf(0, "STATUS=accepted %llu, delivered %llu, rejected %llu, "
-                     "backlog %llu%s%s",
+    (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
+                     "%llu, backlog %llu, billed %llu bytes (%llu unpacked)"
+                     "%s%s",
+                     st.stalled ? "STALLED, needs attention: " : "",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
                      (unsigned long long)d->rejected,
                      (unsigned long long)backlog,
+                     (unsigned long long)st.billed_bytes,
+                     (unsigned long long)st.billed_bytes_unpacked,
                      st.last_error[0] ? ", last error: " : "",
                      st.last_error);
 }
@@ -361,11 +595,17 @@ aaasd_finish(struct aaasd *d, const char *why)
     struct sender_stats st;
 
     sender_get_stats(d->sender, &st);
+    /* Nothing numeric after the duplicates: tools read the number before. */
     log_notice("stopping (%s): accepted %llu, delivered %llu, rejected %llu, "
+               "%llu calls, %llu records, billed %llu bytes (%llu unpacked), "
                "%llu left in the spool, %llu possible duplicates", why,
                (unsigned long long)d->accepted,
                (unsigned long long)st.delivered,
                (unsigned long long)d->rejected,
+               (unsigned long long)st.calls,
+               (unsigned long long)st.records,
+               (unsigned long long)st.billed_bytes,
+               (unsigned long long)st.billed_bytes_unpacked,
                (unsigned long long)(spool_durable_seq(d->spool) -
                                     spool_acked_seq(d->spool)),
                (unsigned long long)st.possible_duplicates);
@@ -401,6 +641,7 @@ aaasd_on_term(sd_event_source *es, const struct signalfd_siginfo *si,
 
     if (d->stopping)
         return 0;
+    pipeline_auditd_flush(d);
     /* What writers already sent is taken while intake is still open. */
     if (d->socket)
         socket_input_drain(d->socket);
@@ -425,12 +666,36 @@ aaasd_on_term(sd_event_source *es, const struct signalfd_siginfo *si,
     return 0;
 }
 
+static int aaasd_reload(struct aaasd *d);
+static int aaasd_input_stats(struct aaasd *d, const struct config *c);
+static void aaasd_setup_control(struct aaasd *d);
+
 static int
 aaasd_on_hup(sd_event_source *es, const struct signalfd_siginfo *si,
              void *userdata)
 {
-    log_notice("received SIGHUP: reloading is not supported yet, restart "
-               "the service to apply a changed config, ignoring");
+    struct aaasd *d = userdata;
+    uint64_t now = 0;
+    int r;
+
+    if (d->stopping)
+        return 0;
+    (void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+    (void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\n"
+                     "STATUS=reloading '%s'", (unsigned long long)now,
+                     arg_config);
+    log_notice("received SIGHUP, reloading '%s'", arg_config);
+
+    r = aaasd_reload(d);
+    if (r < 0) {
+        d->reload_failures++;
+        log_err("reload: configuration '%s' not applied, the running one "
+                "stays in force", arg_config);
+    } else {
+        d->reloads++;
+    }
+    (void)sd_notify(0, "READY=1");
+    aaasd_status(d);
     return 0;
 }
 
@@ -491,6 +756,15 @@ aaasd_setup_inputs(struct aaasd *d)
     }
 
     if (c->n_inputs > 0) {
+        d->auditd = parse_auditd_new(NULL);
+        if (!d->auditd)
+            return -ENOMEM;
+        r = sd_event_add_time(d->event, &d->auditd_timer, CLOCK_MONOTONIC,
+                              UINT64_MAX, 0, pipeline_auditd_timeout, d);
+        if (r < 0)
+            return r;
+        (void)sd_event_source_set_enabled(d->auditd_timer, SD_EVENT_OFF);
+
         r = aaasd_mkdir_p(c->state_dir, 0750);
         if (r < 0) {
             log_err("cannot create state directory '%s': %s, exiting",
@@ -622,6 +896,21 @@ aaasd_setup(struct aaasd *d)
     d->credentials = credentials_new();
     if (!d->credentials)
         return -ENOMEM;
+    struct credentials_options co = {
+        .access_key_id = c->access_key_id,
+        .secret_access_key = c->secret_access_key,
+        .region = c->firehose_region,
+        .ca_file = c->ca_file,
+        .proxy = c->firehose_proxy,
+    };
+    r = credentials_set_options(d->credentials, &co);
+    if (r < 0)
+        return r;
+    if (c->access_key_id)
+        log_warning("config: '%s' holds static AWS keys (access key id "
+                    "%.4s...), used before the environment and roles; keep "
+                    "the file private and prefer a role", c->file,
+                    c->access_key_id);
     r = http_new(d->event, &d->http);
     if (r < 0)
         return r;
@@ -637,6 +926,12 @@ aaasd_setup(struct aaasd *d)
         .ca_file = c->ca_file,
         .max_in_flight = c->firehose_max_in_flight,
         .timeout_ms = c->firehose_timeout_ms,
+        .connect_timeout_ms = c->firehose_connect_timeout_ms,
+        .low_speed_time_ms = c->firehose_low_speed_time_ms,
+        .proxy = c->firehose_proxy,
+        .pack = c->firehose_pack,
+        .max_records_per_second = c->firehose_max_records_per_second,
+        .max_bytes_per_second = c->firehose_max_bytes_per_second,
         .retry_initial_ms = c->retry_initial_ms,
         .retry_max_ms = c->retry_max_ms,
         .acked_fn = pipeline_acked,
@@ -652,6 +947,11 @@ aaasd_setup(struct aaasd *d)
     r = aaasd_setup_inputs(d);
     if (r < 0)
         return r;
+    r = aaasd_input_stats(d, d->cfg);
+    if (r < 0)
+        return r;
+    d->start_time = time(NULL);
+    aaasd_setup_control(d);
 
     r = sd_event_add_time_relative(d->event, &d->status_timer,
                                    CLOCK_MONOTONIC, AAASD_STATUS_USEC, 0,
@@ -670,6 +970,8 @@ aaasd_teardown(struct aaasd *d)
 {
     int r;
 
+    d->control = status_free(d->control);
+    free(d->input_stats);
     d->socket = socket_input_free(d->socket);
     if (d->spool) {
         r = spool_sync_now(d->spool);
@@ -699,10 +1001,325 @@ aaasd_teardown(struct aaasd *d)
     sd_event_source_disable_unref(d->status_timer);
     sd_event_source_disable_unref(d->flush_timer);
     sd_event_source_disable_unref(d->stop_check);
+    sd_event_source_disable_unref(d->auditd_timer);
+    d->auditd = parse_auditd_free(d->auditd);
+    jbuf_done(&d->raw);
     d->spool = spool_free(d->spool);
     d->parser = parse_json_free(d->parser);
     event_builder_done(&d->builder);
     d->event = sd_event_unref(d->event);
+}
+
+/*
+ * Every followed file holds a descriptor, so a glob of a thousand files
+ * needs more than the customary soft limit of 1024.  Nothing here uses
+ * select(), so the hard limit is safe to take.
+ */
+static void
+aaasd_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_debug("cannot raise the open file limit: %s, keeping it",
+                  strerror(errno));
+}
+
+static void *
+mfree(void *p)
+{
+    free(p);
+    return NULL;
+}
+
+/* Counts per input, carried over by name when a reload changes the list. */
+static int
+aaasd_input_stats(struct aaasd *d, const struct config *c)
+{
+    struct status_input *st;
+
+    st = calloc(c->n_inputs + 1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    for (size_t i = 0; i < c->n_inputs; i++) {
+        st[i].name = c->inputs[i].name;
+        for (size_t j = 0; j + 1 < d->n_input_stats; j++) {
+            if (strcmp(d->input_stats[j].name, st[i].name) == 0) {
+                st[i].events = d->input_stats[j].events;
+                st[i].rejected = d->input_stats[j].rejected;
+            }
+        }
+    }
+    st[c->n_inputs].name = "socket";
+    if (d->n_input_stats > 0)
+        st[c->n_inputs] = d->input_stats[d->n_input_stats - 1];
+    free(d->input_stats);
+    d->input_stats = st;
+    d->n_input_stats = c->n_inputs + 1;
+    return 0;
+}
+
+static void
+aaasd_report(void *userdata, struct status_report *r)
+{
+    struct aaasd *d = userdata;
+    struct sender_stats st;
+    struct socket_input_stats ss = { 0 };
+    time_t now = time(NULL);
+
+    sender_get_stats(d->sender, &st);
+    if (d->socket)
+        socket_input_stats(d->socket, &ss);
+
+    r->version = PACKAGE_VERSION;
+    r->start_time = (uint64_t)d->start_time;
+    r->uptime_sec = now > d->start_time ? (uint64_t)(now - d->start_time) : 0;
+    r->appended = d->appended;
+    r->accepted = d->accepted;
+    r->rejected = d->rejected;
+    r->spool_bytes = spool_size(d->spool);
+    r->spool_max_bytes = d->cfg->spool_max_size;
+    r->spool_backlog = spool_durable_seq(d->spool) -
+                       spool_acked_seq(d->spool);
+    r->spool_full = d->full;
+    r->spool_error = d->sync_error;
+    /* The socket's line only when it is on, so no input reads "socket". */
+    r->inputs = d->input_stats;
+    r->n_inputs = d->n_input_stats;
+    if (r->n_inputs > 0 && !d->socket)
+        r->n_inputs--;
+    r->files_followed = d->tail ? tail_files(d->tail) : 0;
+    r->socket_enabled = d->socket != NULL;
+    r->socket_connections = ss.connections;
+    r->socket_refused = ss.refused;
+    r->socket_partial_lines = ss.partial_lines;
+    r->socket_open = ss.open;
+    r->stream = d->cfg->firehose_stream;
+    r->region = d->cfg->firehose_region;
+    r->delivered = st.delivered;
+    r->calls = st.calls;
+    r->failed_calls = st.failed_calls;
+    r->failed_records = st.failed_records;
+    r->possible_duplicates = st.possible_duplicates;
+    r->in_flight = http_in_flight(d->http);
+    /* sender_get_stats() copied it, but into our stack: keep a copy. */
+    (void)snprintf(d->last_error, sizeof(d->last_error), "%s",
+                   st.last_error);
+    r->last_error = d->last_error;
+    r->reloads = d->reloads;
+    r->reload_failures = d->reload_failures;
+}
+
+/* Without the control socket the daemon still does its work: go on. */
+static void
+aaasd_setup_control(struct aaasd *d)
+{
+    struct config *c = d->cfg;
+    struct status_options so = {
+        .event = d->event,
+        .path = c->control_path,
+        .mode = c->control_mode,
+        .group = c->control_group,
+        .report_fn = aaasd_report,
+        .userdata = d,
+    };
+    int r;
+
+    if (!c->control_enabled)
+        return;
+    r = status_new(&so, &d->control);
+    if (r == -EADDRINUSE)
+        log_warning("control: another process is listening on '%s', "
+                    "aaasctl will not reach this daemon", c->control_path);
+    else if (r == -ENOENT && c->control_group)
+        log_warning("control: cannot give '%s' to group '%s': no such "
+                    "group, aaasctl will not reach this daemon",
+                    c->control_path, c->control_group);
+    else if (r < 0)
+        log_warning("control: cannot listen on '%s': %s, aaasctl will not "
+                    "reach this daemon", c->control_path, strerror(-r));
+}
+
+/*
+ * Options that the running spool, socket and control socket were built
+ * from: a reload names each one that changed and keeps the running value.
+ * Strings are swapped, not copied, so that pointers the modules hold into
+ * the config stay valid when the old config is freed.
+ */
+static void
+aaasd_keep_str(const char *name, char **run, char **next)
+{
+    char *t;
+
+    if ((*run == NULL) != (*next == NULL) ||
+        (*run && strcmp(*run, *next) != 0))
+        log_notice("reload: %s changed, it takes effect at the next "
+                   "restart", name);
+    t = *run;
+    *run = *next;
+    *next = t;
+}
+
+#define AAASD_KEEP(name, run, next, field)                                  \
+    do {                                                                    \
+        if ((run)->field != (next)->field) {                                \
+            log_notice("reload: %s changed, it takes effect at the next "   \
+                       "restart", name);                                    \
+            (next)->field = (run)->field;                                   \
+        }                                                                   \
+    } while (0)
+
+static void
+aaasd_keep_restart_options(struct config *run, struct config *next)
+{
+    aaasd_keep_str("state_dir", &run->state_dir, &next->state_dir);
+    aaasd_keep_str("agent_id", &run->agent_id, &next->agent_id);
+    aaasd_keep_str("spool.dir", &run->spool_dir, &next->spool_dir);
+    AAASD_KEEP("spool.max_size", run, next, spool_max_size);
+    AAASD_KEEP("spool.segment_size", run, next, spool_segment_size);
+    AAASD_KEEP("spool.sync", run, next, spool_sync);
+    AAASD_KEEP("spool.sync_interval", run, next, spool_sync_interval_ms);
+    AAASD_KEEP("socket.enabled", run, next, socket_enabled);
+    aaasd_keep_str("socket.path", &run->socket_path, &next->socket_path);
+    AAASD_KEEP("socket.mode", run, next, socket_mode);
+    aaasd_keep_str("socket.group", &run->socket_group, &next->socket_group);
+    AAASD_KEEP("socket.max_connections", run, next, socket_max_connections);
+    AAASD_KEEP("socket.max_event_size", run, next, max_event_size);
+    AAASD_KEEP("socket.idle_timeout", run, next, socket_idle_timeout_ms);
+    AAASD_KEEP("socket.max_buffer", run, next, socket_max_buffer);
+    AAASD_KEEP("control.enabled", run, next, control_enabled);
+    aaasd_keep_str("control.path", &run->control_path, &next->control_path);
+    AAASD_KEEP("control.mode", run, next, control_mode);
+    aaasd_keep_str("control.group", &run->control_group,
+                   &next->control_group);
+    aaasd_keep_str("signing.key", &run->signing_key, &next->signing_key);
+}
+
+/*
+ * New file inputs from c, started before the old ones go so that a
+ * failure leaves the old ones running.  Everything appended is synced
+ * first and its offsets saved, so the new inputs start exactly after the
+ * last line taken: nothing is read twice or skipped.
+ */
+static int
+aaasd_reload_inputs(struct aaasd *d, const struct config *c,
+                    struct tail **ret)
+{
+    struct tail_options to = {
+        .event = d->event,
+        .state_dir = c->state_dir,
+        .inputs = c->inputs,
+        .n_inputs = c->n_inputs,
+        .line_fn = pipeline_file_line,
+        .userdata = d,
+    };
+    int r;
+
+    *ret = NULL;
+    r = spool_sync_now(d->spool);
+    if (r < 0) {
+        log_err("reload: cannot sync the spool '%s': %s", c->spool_dir,
+                strerror(-r));
+        return r;
+    }
+    if (d->tail) {
+        tail_durable(d->tail, spool_durable_seq(d->spool));
+        r = tail_save(d->tail);
+        if (r < 0) {
+            log_err("reload: cannot save offsets under '%s': %s",
+                    c->state_dir, strerror(-r));
+            return r;
+        }
+    }
+    if (c->n_inputs == 0)
+        return 0;
+
+    r = aaasd_mkdir_p(c->state_dir, 0750);
+    if (r < 0) {
+        log_err("reload: cannot create state directory '%s': %s",
+                c->state_dir, strerror(-r));
+        return r;
+    }
+    r = tail_new(&to, ret);
+    if (r < 0) {
+        log_err("reload: cannot start the file inputs: %s", strerror(-r));
+        return r;
+    }
+    if (d->full || d->held)
+        tail_pause(*ret);
+    return 0;
+}
+
+static int
+aaasd_reload(struct aaasd *d)
+{
+    struct config *next = NULL;
+    struct tail *tail = NULL;
+    const char *why = NULL;
+    int r;
+
+    r = config_load(arg_config, &next);
+    if (r < 0)
+        return r;
+    aaasd_keep_restart_options(d->cfg, next);
+
+    r = aaasd_reload_inputs(d, next, &tail);
+    if (r < 0)
+        goto out;
+
+    struct sender_options so = {
+        .event = d->event,
+        .spool = d->spool,
+        .http = d->http,
+        .credentials = d->credentials,
+        .stream = next->firehose_stream,
+        .region = next->firehose_region,
+        .endpoint = next->firehose_endpoint,
+        .ca_file = next->ca_file,
+        .max_in_flight = next->firehose_max_in_flight,
+        .timeout_ms = next->firehose_timeout_ms,
+        .retry_initial_ms = next->retry_initial_ms,
+        .retry_max_ms = next->retry_max_ms,
+        .acked_fn = pipeline_acked,
+        .userdata = d,
+    };
+    r = sender_reconfigure(d->sender, &so, &why);
+    if (r < 0) {
+        log_err("reload: cannot set up stream '%s': %s",
+                next->firehose_stream, why ? why : strerror(-r));
+        goto out;
+    }
+
+    /* From here on nothing fails: the new config takes over. */
+    d->tail = tail_free(d->tail);
+    d->tail = tail;
+    tail = NULL;
+    r = aaasd_input_stats(d, next);
+    if (r < 0) {
+        /* The old counters name inputs of the config about to go. */
+        log_warning("reload: no memory for the input counters, per-input "
+                    "status is off until the next reload");
+        d->input_stats = mfree(d->input_stats);
+        d->n_input_stats = 0;
+    }
+    log_set_level(next->log_level);
+    {
+        struct config *old = d->cfg;
+
+        d->cfg = next;
+        next = old;
+    }
+    log_notice("reload: '%s' applied: stream '%s', %zu file inputs",
+               arg_config, d->cfg->firehose_stream, d->cfg->n_inputs);
+    r = 0;
+
+out:
+    tail_free(tail);
+    config_free(next);
+    return r;
 }
 
 static void
@@ -778,6 +1395,7 @@ main(int argc, char **argv)
         return 0;
     }
     log_set_level(d.cfg->log_level);
+    aaasd_raise_nofile();
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         log_err("cannot initialise libcurl, exiting");

@@ -118,10 +118,20 @@ batch_add(struct batch *b, uint64_t seq, const void *data, size_t len)
     b->data_len += len;
     rec->len += len;
     rec->last_seq = seq;
+    rec->billed_unpacked += batch_billed_bytes(len);
     rec->n_events++;
     b->n_events++;
     b->encoded_len += batch_base64_len(rec->len);
     return 0;
+}
+
+uint64_t
+batch_billed_bytes(size_t len)
+{
+    if (len == 0)
+        return BATCH_BILLING_UNIT;
+    return ((uint64_t)len + BATCH_BILLING_UNIT - 1) / BATCH_BILLING_UNIT *
+           BATCH_BILLING_UNIT;
 }
 
 size_t

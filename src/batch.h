@@ -31,7 +31,15 @@ struct batch_record {
     size_t n_events;
     size_t offset;              /* into the batch's data buffer */
     size_t len;                 /* bytes, as the service counts them */
+    /* What the events would be billed one record each (5 KB rounding). */
+    uint64_t billed_unpacked;
 };
+
+/* Firehose bills each record rounded up to the next 5 KB. */
+#define BATCH_BILLING_UNIT 5120u
+
+/* len rounded up to the billing unit (one unit for an empty record). */
+uint64_t batch_billed_bytes(size_t len);
 
 /* Fields are the module's; use the functions below to read them. */
 struct batch {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -43,11 +44,12 @@ enum config_section {
     CONFIG_SECTION_SOCKET,
     CONFIG_SECTION_FIREHOSE,
     CONFIG_SECTION_SIGNING,
+    CONFIG_SECTION_CONTROL,
     CONFIG_SECTION_MAX,
 };
 
 static const char *const config_section_names[CONFIG_SECTION_MAX] = {
-    "spool", "socket", "firehose", "signing",
+    "spool", "socket", "firehose", "signing", "control",
 };
 
 struct config_seen_input {
@@ -98,6 +100,7 @@ static const struct config_limit config_size_limits[] = {
     { "max_line",       1, CONFIG_MIB },
     /* Below one event, a single long line could never be finished. */
     { "max_buffer",     CONFIG_MIB, LONG_MAX },
+    { "max_bytes_per_second", 0, LONG_MAX },     /* 0: no limit */
 };
 
 /* Milliseconds and counts. */
@@ -106,10 +109,15 @@ static const struct config_limit config_number_limits[] = {
     { "max_connections", 1, 65536 },
     { "partial_timeout", 0, CONFIG_MS_DAY },
     { "idle_timeout",    0, CONFIG_MS_DAY },
+    { "rotate_wait",     0, CONFIG_MS_DAY },
+    { "group_timeout",   1, CONFIG_MS_HOUR },
     { "max_in_flight",   1, 256 },
     { "timeout",         1, CONFIG_MS_HOUR },
     { "retry_initial",   1, CONFIG_MS_HOUR },
     { "retry_max",       1, CONFIG_MS_DAY },
+    { "connect_timeout", 1, CONFIG_MS_HOUR },
+    { "low_speed_time",  1000, CONFIG_MS_HOUR },
+    { "max_records_per_second", 0, 10000000 },  /* 0: no limit */
 };
 
 struct config_choice {
@@ -675,6 +683,60 @@ config_cb_url(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 }
 
 /*
+ * Static AWS keys: printable, no blanks.  The value is never repeated in
+ * an error: a secret must not reach the log, even a mistyped one.
+ */
+static int
+config_cb_key(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+    char subj[160];
+    size_t len = strlen(value);
+    bool ok = len > 0 && len <= 256;
+
+    config_note_value(cfg);
+    for (const char *p = value; ok && *p; p++)
+        ok = (unsigned char)*p > ' ' && *p != 0x7f;
+    if (!ok)
+        config_report(cfg->line, "%s: not a key (1 to 256 printable "
+                      "characters without blanks; value not shown)",
+                      config_subject(cfg, opt, subj, sizeof(subj)));
+    *(const char **)result = value;
+    return 0;
+}
+
+/* libcurl's proxy forms: [scheme://][user:password@]host[:port]. */
+static int
+config_cb_proxy(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+    static const char *const schemes[] = {
+        "http://", "https://", "socks4://", "socks4a://", "socks5://",
+        "socks5h://",
+    };
+    const char *sep = strstr(value, "://");
+    char subj[160], q[80];
+    bool ok = *value != '\0';
+
+    config_note_value(cfg);
+    if (sep) {
+        ok = false;
+        for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+            if (strncasecmp(value, schemes[i], strlen(schemes[i])) == 0)
+                ok = sep[3] != '\0';
+    }
+    for (const char *p = value; ok && *p; p++)
+        ok = (unsigned char)*p > ' ' && *p != 0x7f;
+    if (!ok)
+        config_report(cfg->line, "%s: '%s' is not a proxy "
+                      "([http|https|socks4|socks4a|socks5|socks5h://]host"
+                      "[:port])",
+                      config_subject(cfg, opt, subj, sizeof(subj)),
+                      strchr(value, '@') ? "(has a password, not shown)"
+                                         : config_quote(value, q, sizeof(q)));
+    *(const char **)result = value;
+    return 0;
+}
+
+/*
  * agent_id goes into every delivered event and group to getgrnam(), so both
  * are kept to plain name characters; a group name may not start with '-'.
  */
@@ -754,6 +816,11 @@ config_validate_section(cfg_t *cfg, cfg_opt_t *opt)
     if (i == CONFIG_SECTION_FIREHOSE &&
         cfg_getint(sec, "retry_initial") > cfg_getint(sec, "retry_max"))
         config_report(line, "firehose: retry_initial is larger than retry_max");
+    if (i == CONFIG_SECTION_FIREHOSE &&
+        !cfg_getstr(sec, "access_key_id") !=
+                !cfg_getstr(sec, "secret_access_key"))
+        config_report(line, "firehose: access_key_id and secret_access_key "
+                      "go together; give both or neither");
     return 0;
 }
 
@@ -842,6 +909,8 @@ config_schema_new(void)
         CFG_INT_CB("start_at", 0, CFGF_NONE, config_cb_enum),
         CFG_INT_CB("max_line", CONFIG_MIB, CFGF_NONE, config_cb_size),
         CFG_INT_CB("partial_timeout", 5000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("rotate_wait", 5000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("group_timeout", 2000, CFGF_NONE, config_cb_number),
         CFG_END(),
     };
     cfg_opt_t firehose_opts[] = {
@@ -853,10 +922,27 @@ config_schema_new(void)
         CFG_INT_CB("timeout", 30000, CFGF_NONE, config_cb_number),
         CFG_INT_CB("retry_initial", 100, CFGF_NONE, config_cb_number),
         CFG_INT_CB("retry_max", 30000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("connect_timeout", 10000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("low_speed_time", 30000, CFGF_NONE, config_cb_number),
+        CFG_STR_CB("proxy", NULL, CFGF_NODEFAULT, config_cb_proxy),
+        CFG_STR_CB("access_key_id", NULL, CFGF_NODEFAULT, config_cb_key),
+        CFG_STR_CB("secret_access_key", NULL, CFGF_NODEFAULT, config_cb_key),
+        CFG_BOOL_CB("pack", cfg_false, CFGF_NONE, config_cb_bool),
+        CFG_INT_CB("max_records_per_second", 0, CFGF_NONE,
+                   config_cb_number),
+        CFG_INT_CB("max_bytes_per_second", 0, CFGF_NONE, config_cb_size),
         CFG_END(),
     };
     cfg_opt_t signing_opts[] = {
         CFG_STR_CB("key", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_END(),
+    };
+    cfg_opt_t control_opts[] = {
+        CFG_BOOL_CB("enabled", cfg_true, CFGF_NONE, config_cb_bool),
+        CFG_STR_CB("path", "/run/aaas/control.sock", CFGF_NONE,
+                   config_cb_socket_path),
+        CFG_INT_CB("mode", 0660, CFGF_NONE, config_cb_mode),
+        CFG_STR_CB("group", NULL, CFGF_NODEFAULT, config_cb_word),
         CFG_END(),
     };
     cfg_opt_t opts[] = {
@@ -868,6 +954,7 @@ config_schema_new(void)
         CFG_SEC("input", input_opts, CFGF_MULTI | CFGF_TITLE),
         CFG_SEC("firehose", firehose_opts, CFGF_NONE),
         CFG_SEC("signing", signing_opts, CFGF_NONE),
+        CFG_SEC("control", control_opts, CFGF_NONE),
         CFG_END(),
     };
     cfg_t *cfg;
@@ -922,6 +1009,8 @@ config_fill_inputs(cfg_t *root, struct config *c)
         in->start_at_end = cfg_getint(sec, "start_at") != 0;
         in->max_line = (size_t)cfg_getint(sec, "max_line");
         in->partial_timeout_ms = (unsigned)cfg_getint(sec, "partial_timeout");
+        in->rotate_wait_ms = (unsigned)cfg_getint(sec, "rotate_wait");
+        in->group_timeout_ms = (unsigned)cfg_getint(sec, "group_timeout");
     }
     return 0;
 }
@@ -934,6 +1023,7 @@ config_fill(cfg_t *root, struct config *c)
     cfg_t *sock = cfg_getsec(root, "socket");
     cfg_t *fh = cfg_getsec(root, "firehose");
     cfg_t *sign = cfg_getsec(root, "signing");
+    cfg_t *ctl = cfg_getsec(root, "control");
     int r;
 
     c->log_level = (int)cfg_getint(root, "log_level");
@@ -952,6 +1042,14 @@ config_fill(cfg_t *root, struct config *c)
     c->firehose_timeout_ms = (unsigned)cfg_getint(fh, "timeout");
     c->retry_initial_ms = (unsigned)cfg_getint(fh, "retry_initial");
     c->retry_max_ms = (unsigned)cfg_getint(fh, "retry_max");
+    c->firehose_connect_timeout_ms =
+            (unsigned)cfg_getint(fh, "connect_timeout");
+    c->firehose_low_speed_time_ms = (unsigned)cfg_getint(fh, "low_speed_time");
+    c->firehose_pack = cfg_getbool(fh, "pack");
+    c->firehose_max_records_per_second =
+            (unsigned)cfg_getint(fh, "max_records_per_second");
+    c->firehose_max_bytes_per_second =
+            (uint64_t)cfg_getint(fh, "max_bytes_per_second");
 
     r = config_dup(cfg_getstr(root, "state_dir"), &c->state_dir);
     if (r < 0)
@@ -980,7 +1078,25 @@ config_fill(cfg_t *root, struct config *c)
     r = config_dup(cfg_getstr(fh, "ca_file"), &c->ca_file);
     if (r < 0)
         return r;
+    r = config_dup(cfg_getstr(fh, "proxy"), &c->firehose_proxy);
+    if (r < 0)
+        return r;
+    r = config_dup(cfg_getstr(fh, "access_key_id"), &c->access_key_id);
+    if (r < 0)
+        return r;
+    r = config_dup(cfg_getstr(fh, "secret_access_key"),
+                   &c->secret_access_key);
+    if (r < 0)
+        return r;
     r = config_dup(cfg_getstr(sign, "key"), &c->signing_key);
+    if (r < 0)
+        return r;
+    c->control_enabled = cfg_getbool(ctl, "enabled");
+    c->control_mode = (mode_t)cfg_getint(ctl, "mode");
+    r = config_dup(cfg_getstr(ctl, "path"), &c->control_path);
+    if (r < 0)
+        return r;
+    r = config_dup(cfg_getstr(ctl, "group"), &c->control_group);
     if (r < 0)
         return r;
 
@@ -1132,7 +1248,14 @@ config_free(struct config *c)
     free(c->firehose_region);
     free(c->firehose_endpoint);
     free(c->ca_file);
+    free(c->firehose_proxy);
+    if (c->secret_access_key)
+        explicit_bzero(c->secret_access_key, strlen(c->secret_access_key));
+    free(c->access_key_id);
+    free(c->secret_access_key);
     free(c->signing_key);
+    free(c->control_path);
+    free(c->control_group);
     free(c);
     return NULL;
 }

@@ -29,6 +29,11 @@ struct config_input {
     size_t max_line;            /* bytes, longer lines are rejected */
     unsigned partial_timeout_ms;    /* a last line without '\n' is taken
                                      * as it is after this idle time */
+    unsigned rotate_wait_ms;    /* a file rotated or deleted away is read
+                                 * until it has not grown for this long */
+    unsigned group_timeout_ms;  /* auditd: an event without EOE is
+                                 * complete this long after its last
+                                 * record */
 };
 
 struct config {
@@ -63,8 +68,21 @@ struct config {
     unsigned firehose_timeout_ms;
     unsigned retry_initial_ms;
     unsigned retry_max_ms;
+    unsigned firehose_connect_timeout_ms;
+    unsigned firehose_low_speed_time_ms;    /* stuck below 1 byte/s */
+    char *firehose_proxy;       /* NULL: libcurl's environment rules */
+    char *access_key_id;        /* static keys; NULL: the AWS chain */
+    char *secret_access_key;
+    bool firehose_pack;         /* several events per record */
+    unsigned firehose_max_records_per_second;   /* 0: no limit */
+    uint64_t firehose_max_bytes_per_second;     /* 0: no limit */
 
     char *signing_key;          /* NULL: no seals */
+
+    bool control_enabled;       /* the aaasctl status socket */
+    char *control_path;
+    mode_t control_mode;
+    char *control_group;        /* NULL: leave the group alone */
 };
 
 int config_load(const char *path, struct config **ret);

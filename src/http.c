@@ -375,7 +375,10 @@ http_post(struct http *h, const struct http_call *call)
     (void)curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, call->timeout_ms);
     /* A call that trickles below 1 byte/s for 30 s is stuck, not slow. */
     (void)curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    (void)curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
+    (void)curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+                           call->low_speed_time_ms > 0
+                                   ? (call->low_speed_time_ms + 999) / 1000
+                                   : 30L);
     (void)curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
     (void)curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
     (void)curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");

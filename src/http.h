@@ -32,6 +32,7 @@ struct http_call {
     size_t body_len;
     long connect_timeout_ms;
     long timeout_ms;
+    long low_speed_time_ms;     /* below 1 byte/s this long: 0 means 30 s */
     const char *ca_file;        /* NULL: the system store */
     const char *proxy;          /* NULL: libcurl's environment rules */
     http_done_fn done;

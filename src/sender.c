@@ -10,6 +10,18 @@
  * sequence number still held by any slot, minus one; a slot keeps its
  * failed records and sends them again after a backoff, while other slots
  * go on with newer events, so one bad stretch does not stall the rest.
+ *
+ * Order and fairness: events leave in sequence order, oldest first, and
+ * every call carries the oldest events not yet in flight, so a backlog
+ * drains in order at the full window and new events queue behind it
+ * instead of overtaking it (Athena sees them in arrival order per host).
+ * A slot waiting to retry does not hold the others: they keep sending
+ * newer events, so a few refused records never block the stream.
+ *
+ * Rate: throttling answers halve the calls allowed in flight (down to
+ * one) and each call taken whole lets one more back, up to max_in_flight,
+ * as TCP does; the optional records/s and bytes/s limits pace the start
+ * of calls on top of that.
  */
 #include "sender.h"
 
@@ -48,6 +60,10 @@ struct sender_slot {
 
 struct sender {
     struct sender_options opts;
+    unsigned window;            /* calls allowed in flight, see above */
+    struct batch_limits limits; /* for every slot's batch */
+    uint64_t next_send_usec;    /* rate limit: no call starts before */
+    sd_event_source *rate_timer;
     struct sink_firehose *sink;
     struct spool_cursor *cursor;
     struct sender_slot slots[SENDER_SLOTS_MAX];
@@ -58,6 +74,9 @@ struct sender {
     size_t held_len;
     uint64_t held_seq;
     bool has_held;
+
+    unsigned max_busy;          /* slots that take new events; slots past
+                                 * it only finish what they hold */
 
     uint64_t next_seq;          /* first sequence number not yet read */
     uint64_t acked;             /* last value given to spool_ack() */
@@ -108,11 +127,12 @@ sender_log_failure(struct sender *s, const char *key, const char *fmt, ...)
         s->suppressed++;
         return;
     }
+    /* A stream that needs an operator is an error, not a hiccup. */
     if (s->suppressed > 0)
-        log_warning("%s (%u similar failures not logged)", line,
-                    s->suppressed);
+        log_write(s->stats.stalled ? LOG_ERR : LOG_WARNING,
+                  "%s (%u similar failures not logged)", line, s->suppressed);
     else
-        log_warning("%s", line);
+        log_write(s->stats.stalled ? LOG_ERR : LOG_WARNING, "%s", line);
     (void)snprintf(s->last_logged, sizeof(s->last_logged), "%s", key);
     s->last_log_usec = now;
     s->suppressed = 0;
@@ -193,6 +213,50 @@ sender_schedule_retry(struct sender_slot *sl, bool slow)
     }
 }
 
+/* Adds the records of b that failed[] does not flag to the billing. */
+static void
+sender_account(struct sender *s, const struct batch *b, const bool *failed)
+{
+    for (size_t i = 0; i < batch_n_records(b); i++) {
+        const struct batch_record *rec = batch_record(b, i);
+
+        if (failed && failed[i])
+            continue;
+        s->stats.records++;
+        s->stats.data_bytes += rec->len;
+        s->stats.billed_bytes += batch_billed_bytes(rec->len);
+        s->stats.billed_bytes_unpacked += rec->billed_unpacked;
+    }
+}
+
+static bool
+sender_is_throttle(long status, const char *code)
+{
+    static const char *const codes[] = {
+        "ServiceUnavailableException", "ThrottlingException", "Throttling",
+        "KMSThrottlingException", "LimitExceededException",
+        "ProvisionedThroughputExceededException", "SlowDown",
+    };
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (strcmp(code, codes[i]) == 0)
+            return true;
+    return status == 429 || status == 503;
+}
+
+/* Multiplicative decrease on throttling, additive increase on success. */
+static void
+sender_window(struct sender *s, bool throttled)
+{
+    if (throttled) {
+        s->stats.throttled++;
+        s->window = s->window > 1 ? s->window / 2 : 1;
+    } else if (s->window < s->n_slots) {
+        s->window++;
+    }
+    s->stats.window = s->window;
+}
+
 static void
 sender_call_done(void *userdata, const struct http_result *res)
 {
@@ -232,6 +296,9 @@ sender_call_done(void *userdata, const struct http_result *res)
     }
 
     if (fr.class == SINK_FIREHOSE_OK) {
+        sender_account(s, &sl->batch, NULL);
+        sender_window(s, false);
+        s->stats.stalled = false;
         s->stats.delivered += batch_n_events(&sl->batch);
         sl->attempt = 0;
         batch_reset(&sl->batch);
@@ -241,6 +308,9 @@ sender_call_done(void *userdata, const struct http_result *res)
 
     if (fr.n_failed < n && fr.failed_put_count > 0 && !fr.protocol_error) {
         /* Part of the call went through: keep only the failed records. */
+        sender_account(s, &sl->batch, sl->failed);
+        sender_window(s, sender_is_throttle(0, fr.error_code));
+        s->stats.stalled = false;
         events_before = batch_n_events(&sl->batch);
         kept = batch_retain_failed(&sl->batch, sl->failed);
         s->stats.delivered += events_before - batch_n_events(&sl->batch);
@@ -257,6 +327,10 @@ sender_call_done(void *userdata, const struct http_result *res)
 
     s->stats.failed_calls++;
     sl->attempt++;
+    if (fr.class == SINK_FIREHOSE_RETRY)
+        sender_window(s, sender_is_throttle(res->status, fr.error_code));
+    if (fr.class == SINK_FIREHOSE_FATAL)
+        s->stats.stalled = true;
     if (fr.class == SINK_FIREHOSE_AUTH) {
         credentials_invalidate(s->opts.credentials);
         /* A signature refused for its age: learn the service's clock. */
@@ -344,9 +418,12 @@ sender_submit(struct sender_slot *sl)
         .headers = h,
         .body = sl->req.body,
         .body_len = sl->req.body_len,
-        .connect_timeout_ms = SENDER_CONNECT_TIMEOUT_MS,
+        .connect_timeout_ms = s->opts.connect_timeout_ms
+                ? s->opts.connect_timeout_ms : SENDER_CONNECT_TIMEOUT_MS,
         .timeout_ms = s->opts.timeout_ms,
+        .low_speed_time_ms = s->opts.low_speed_time_ms,
         .ca_file = s->opts.ca_file,
+        .proxy = s->opts.proxy,
         .done = sender_call_done,
         .userdata = sl,
     };
@@ -432,23 +509,89 @@ sender_load(struct sender *s, struct sender_slot *sl)
     return added;
 }
 
+static unsigned
+sender_busy(const struct sender *s)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < s->n_slots; i++)
+        n += s->slots[i].state == SLOT_BUSY;
+    return n;
+}
+
+/*
+ * Whether the rate limit lets a call start now; if not, the rate timer
+ * is armed to try again when it does.
+ */
+static bool
+sender_rate_allows(struct sender *s)
+{
+    uint64_t now;
+
+    if (!s->opts.max_records_per_second && !s->opts.max_bytes_per_second)
+        return true;
+    now = sender_now_usec(s);
+    if (now >= s->next_send_usec)
+        return true;
+    if (sd_event_source_set_time(s->rate_timer, s->next_send_usec) < 0 ||
+        sd_event_source_set_enabled(s->rate_timer, SD_EVENT_ONESHOT) < 0)
+        return true;    /* without a timer nothing would wake us: go on */
+    return false;
+}
+
+/* Moves the earliest start of the next call by this call's cost. */
+static void
+sender_rate_charge(struct sender *s, const struct batch *b)
+{
+    uint64_t now = sender_now_usec(s), cost = 0, c;
+
+    if (s->opts.max_records_per_second)
+        cost = (uint64_t)batch_n_records(b) * 1000000 /
+               s->opts.max_records_per_second;
+    if (s->opts.max_bytes_per_second) {
+        c = (uint64_t)batch_data_len(b) * 1000000 /
+            s->opts.max_bytes_per_second;
+        if (c > cost)
+            cost = c;
+    }
+    /* Unused time is not saved up beyond a burst of one second. */
+    if (s->next_send_usec + 1000000 < now)
+        s->next_send_usec = now - 1000000;
+    s->next_send_usec += cost;
+}
+
+static int
+sender_rate_cb(sd_event_source *es, uint64_t usec, void *userdata)
+{
+    sender_fill(userdata);
+    return 0;
+}
+
 static void
 sender_fill(struct sender *s)
 {
-    for (unsigned i = 0; i < s->n_slots; i++) {
+    unsigned busy = sender_busy(s);
+
+    for (unsigned i = 0; i < s->n_slots && busy < s->window; i++) {
         struct sender_slot *sl = &s->slots[i];
 
         if (sl->state != SLOT_IDLE)
             continue;
+        if (!sender_rate_allows(s))
+            return;
         /* A slot with failed records left sends those, topped up. */
-        (void)sender_load(s, sl);
+        if (i < s->max_busy)
+            (void)sender_load(s, sl);
         /* Not break: a later slot may hold failed records due now. */
         if (batch_is_empty(&sl->batch))
             continue;
         if (sender_submit(sl) < 0) {
             sl->attempt++;
             sender_schedule_retry(sl, true);
+            continue;
         }
+        busy++;
+        sender_rate_charge(s, &sl->batch);
     }
 }
 
@@ -476,6 +619,34 @@ sender_get_stats(const struct sender *s, struct sender_stats *ret)
     *ret = s->stats;
 }
 
+static int
+sender_slot_init(struct sender *s, struct sender_slot *sl)
+{
+    int r;
+
+    sl->owner = s;
+    sink_firehose_request_init(&sl->req);
+    r = batch_init(&sl->batch, &s->limits);
+    if (r < 0)
+        return r;
+    r = sd_event_add_time(s->opts.event, &sl->timer, CLOCK_MONOTONIC,
+                          UINT64_MAX, 0, sender_retry_cb, sl);
+    if (r < 0)
+        return r;
+    (void)sd_event_source_set_enabled(sl->timer, SD_EVENT_OFF);
+    return 0;
+}
+
+static unsigned
+sender_slots_for(unsigned max_in_flight)
+{
+    if (max_in_flight < 1)
+        return 1;
+    if (max_in_flight > SENDER_SLOTS_MAX)
+        return SENDER_SLOTS_MAX;
+    return max_in_flight;
+}
+
 int
 sender_new(const struct sender_options *o, struct sender **ret,
            const char **reterr_reason)
@@ -493,11 +664,20 @@ sender_new(const struct sender_options *o, struct sender **ret,
     if (!s)
         return -ENOMEM;
     s->opts = *o;
-    s->n_slots = o->max_in_flight;
-    if (s->n_slots < 1)
-        s->n_slots = 1;
-    if (s->n_slots > SENDER_SLOTS_MAX)
-        s->n_slots = SENDER_SLOTS_MAX;
+    s->n_slots = sender_slots_for(o->max_in_flight);
+    s->window = s->n_slots;
+    s->stats.window = s->window;
+    s->limits.pack = o->pack;
+    /* A call may not hold more records than a second's worth. */
+    if (o->max_records_per_second &&
+        o->max_records_per_second < BATCH_MAX_RECORDS)
+        s->limits.max_records = o->max_records_per_second;
+
+    r = sd_event_add_time(o->event, &s->rate_timer, CLOCK_MONOTONIC,
+                          UINT64_MAX, 0, sender_rate_cb, s);
+    if (r < 0)
+        goto fail;
+    (void)sd_event_source_set_enabled(s->rate_timer, SD_EVENT_OFF);
 
     r = sink_firehose_new(&so, &s->sink, reterr_reason);
     if (r < 0)
@@ -510,19 +690,11 @@ sender_new(const struct sender_options *o, struct sender **ret,
     }
 
     for (unsigned i = 0; i < s->n_slots; i++) {
-        struct sender_slot *sl = &s->slots[i];
-
-        sl->owner = s;
-        sink_firehose_request_init(&sl->req);
-        r = batch_init(&sl->batch, NULL);
+        r = sender_slot_init(s, &s->slots[i]);
         if (r < 0)
             goto fail;
-        r = sd_event_add_time(o->event, &sl->timer, CLOCK_MONOTONIC,
-                              UINT64_MAX, 0, sender_retry_cb, sl);
-        if (r < 0)
-            goto fail;
-        (void)sd_event_source_set_enabled(sl->timer, SD_EVENT_OFF);
     }
+    s->max_busy = s->n_slots;
 
     s->acked = spool_acked_seq(o->spool);
     s->next_seq = s->acked + 1;
@@ -550,6 +722,52 @@ fail:
     return r;
 }
 
+/*
+ * The slots, the cursor and the acknowledged position stay as they are, so
+ * nothing is read twice or skipped.  A request built for the old sink is
+ * self-contained (its URL, headers and body belong to the slot), so the
+ * old sink can go at once.  Fewer slots: the surplus ones stop taking new
+ * events but still finish and retry what they hold.
+ */
+int
+sender_reconfigure(struct sender *s, const struct sender_options *o,
+                   const char **reterr_reason)
+{
+    struct sink_firehose_options so = {
+        .stream = o->stream,
+        .region = o->region,
+        .endpoint = o->endpoint,
+    };
+    struct sink_firehose *sink = NULL;
+    unsigned want = sender_slots_for(o->max_in_flight);
+    int r;
+
+    r = sink_firehose_new(&so, &sink, reterr_reason);
+    if (r < 0)
+        return r;
+
+    s->opts.event = o->event;
+    for (unsigned i = s->n_slots; i < want; i++) {
+        r = sender_slot_init(s, &s->slots[i]);
+        if (r < 0) {
+            /* The half-made slot is cleaned up by sender_free(). */
+            s->n_slots = i + 1;
+            sink_firehose_free(sink);
+            return r;
+        }
+        s->n_slots = i + 1;
+    }
+
+    sink_firehose_free(s->sink);
+    s->sink = sink;
+    s->opts = *o;
+    s->max_busy = want;
+    /* A new endpoint deserves a fresh log line for the same failure. */
+    s->last_logged[0] = '\0';
+    sender_fill(s);
+    return 0;
+}
+
 struct sender *
 sender_free(struct sender *s)
 {
@@ -563,6 +781,7 @@ sender_free(struct sender *s)
         sink_firehose_request_done(&sl->req);
         batch_done(&sl->batch);
     }
+    sd_event_source_disable_unref(s->rate_timer);
     spool_cursor_free(s->cursor);
     sink_firehose_free(s->sink);
     free(s->held);

@@ -31,6 +31,12 @@ struct sender_options {
     const char *ca_file;
     unsigned max_in_flight;
     unsigned timeout_ms;
+    unsigned connect_timeout_ms;    /* 0: 10 s */
+    unsigned low_speed_time_ms;     /* 0: 30 s */
+    const char *proxy;              /* NULL: libcurl's environment */
+    bool pack;                      /* several events per record */
+    unsigned max_records_per_second;    /* 0: no limit */
+    uint64_t max_bytes_per_second;      /* 0: no limit */
     unsigned retry_initial_ms;
     unsigned retry_max_ms;
     sender_acked_fn acked_fn;
@@ -43,12 +49,32 @@ struct sender_stats {
     uint64_t failed_calls;
     uint64_t failed_records;    /* records retried after FailedPutCount */
     uint64_t possible_duplicates;
+    uint64_t records;           /* records the service accepted */
+    /*
+     * Bytes the service bills for the accepted records (each rounded up
+     * to 5 KB), and what the same events would cost one record each.
+     */
+    uint64_t billed_bytes;
+    uint64_t billed_bytes_unpacked;
+    uint64_t data_bytes;        /* record bytes accepted */
+    uint64_t throttled;         /* calls or records refused for the rate */
+    unsigned window;            /* calls allowed in flight right now */
+    bool stalled;               /* needs an operator (access, stream, KMS) */
     char last_error[512];
 };
 
 int sender_new(const struct sender_options *o, struct sender **ret,
                const char **reterr_reason);
 struct sender *sender_free(struct sender *s);
+
+/*
+ * Applies changed options (reload) without losing the sender's place:
+ * calls in flight finish as they were built, retries and new calls use o.
+ * The strings in o must outlive the sender or the next reconfigure.  On
+ * failure nothing changes.
+ */
+int sender_reconfigure(struct sender *s, const struct sender_options *o,
+                       const char **reterr_reason);
 
 /* New durable events may be waiting: start calls if slots are free. */
 void sender_kick(struct sender *s);

@@ -40,10 +40,24 @@
  * not known starts at 0, or with start_at_end after its last complete
  * line.  A file that appears while we run is read from 0 even with
  * start_at_end: everything in it was written after we started watching.
+ *
+ * Rotation.  A file that is renamed out of the glob, deleted, or no longer
+ * the target of a matched symlink is read on until it has not grown for
+ * rotate_wait, since its writer may not have reopened yet; then its last
+ * partial line is taken and it is closed, which frees a deleted file's
+ * space.  A truncated file (copytruncate, or truncation to zero) is read
+ * again from 0; lines written between logrotate's copy and its truncate
+ * are lost, a window copytruncate itself leaves.  A record whose file is
+ * found by no glob at start-up is looked for in the directory it was last
+ * seen in (by device, inode and fingerprint): a file rotated while we were
+ * stopped is read to its end before any file of its input that is new.
+ * Such a file, like one found again under another name, "drains": the
+ * other files of its input wait until it has been read to its end once.
  */
 #include "tail.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -86,6 +100,9 @@ struct tail_input {
     bool start_at_end;
     size_t max_line;
     uint64_t partial_usec;      /* 0: never take a partial line */
+    uint64_t rotate_usec;       /* grace for a file rotated away */
+    size_t index;               /* in tail_options.inputs */
+    size_t n_draining;          /* files read to their end before others */
     sd_event_source *dir_watch;
 };
 
@@ -107,6 +124,11 @@ struct tail_file {
     size_t fp_len;
     sd_event_source *watch;
     sd_event_source *partial_timer;
+    uint64_t id;                /* see tail_line.file_id */
+    uint64_t grown_usec;        /* last growth seen once gone */
+    uint64_t held_from;         /* see tail_hold(); TAIL_HOLD_NONE */
+    uint64_t taken_end;         /* end of the last line line_fn took */
+    bool draining;              /* see "Rotation" at the top */
 
     char *buf;                  /* undelivered bytes from buf_off on */
     size_t buf_size;
@@ -187,6 +209,8 @@ struct tail {
     bool dirty;                 /* offsets changed since the last save */
     uint64_t durable_seq;       /* highest seq reported durable */
     uint64_t save_gen;
+    uint64_t next_id;
+    struct tail_file *hold_cache;   /* last file tail_hold() found */
 
     struct tail_saver saver;
 };
@@ -273,6 +297,15 @@ file_mark(struct tail_file *f, uint64_t seq, uint64_t end)
 {
     struct tail_mark *last = f->n_marks ? &f->marks[f->n_marks - 1] : NULL;
 
+    if (end > f->taken_end)
+        f->taken_end = end;
+    /* Lines from held_from on are not in the spool, whatever seq says. */
+    if (end > f->held_from)
+        end = f->held_from;
+    if (end <= f->durable_off && !last)
+        return;
+    if (last && end < last->end)
+        end = last->end;
     if (!last && seq <= f->tail->durable_seq) {
         /* Already durable: the callee synced inside line_fn. */
         if (end != f->durable_off) {
@@ -317,9 +350,58 @@ file_advance(struct tail_file *f, uint64_t durable_seq)
     return true;
 }
 
+static uint64_t
+tail_now(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The file was read to its end once: the others of its input may go. */
+static void
+file_drained(struct tail_file *f)
+{
+    if (!f->draining)
+        return;
+    f->draining = false;
+    if (--f->input->n_draining == 0)
+        for (struct tail_file *o = f->tail->files; o; o = o->next)
+            if (o->input == f->input && o->fd >= 0)
+                o->want_read = true;
+    tail_kick(f->tail);
+}
+
+/* Deleted, renamed out of the glob or no longer a symlink's target. */
+static void
+file_gone(struct tail_file *f)
+{
+    if (f->gone)
+        return;
+    f->gone = true;
+    f->grown_usec = tail_now();
+    if (f->input->rotate_usec == 0)
+        f->partial_due = true;
+}
+
+static bool
+file_grace_over(const struct tail_file *f)
+{
+    return f->gone && tail_now() - f->grown_usec >= f->input->rotate_usec;
+}
+
+/* Nothing of the file is waiting: no fd, no marks, no held lines. */
+static bool
+file_done(const struct tail_file *f)
+{
+    return f->fd < 0 && f->n_marks == 0 && f->held_from == TAIL_HOLD_NONE;
+}
+
 static void
 file_close(struct tail_file *f)
 {
+    file_drained(f);
     f->watch = sd_event_source_disable_unref(f->watch);
     f->partial_timer = sd_event_source_disable_unref(f->partial_timer);
     if (f->fd >= 0) {
@@ -343,6 +425,8 @@ file_free(struct tail_file *f)
             *p = f->next;
             break;
         }
+    if (f->tail->hold_cache == f)
+        f->tail->hold_cache = NULL;
     file_close(f);
     free(f->path);
     free(f);
@@ -372,6 +456,10 @@ file_restart(struct tail_file *f, const char *why)
     f->n_marks = 0;
     f->stride = 1;
     f->durable_off = 0;
+    /* What a pipeline still holds of the old contents is not ours. */
+    f->id = ++f->tail->next_id;
+    f->held_from = TAIL_HOLD_NONE;
+    f->taken_end = 0;
     if (f->partial_timer)
         (void)sd_event_source_set_enabled(f->partial_timer, SD_EVENT_OFF);
     (void)tail_fingerprint(f->fd, TAIL_FP_MAX, f->fp, &f->fp_len);
@@ -389,6 +477,8 @@ file_emit(struct tail_file *f, size_t pos, size_t len, bool truncated,
         .data = f->buf + pos,
         .len = len,
         .offset = f->buf_off + pos,
+        .file_id = f->id,
+        .input_index = f->input->index,
         .truncated = truncated,
     };
     uint64_t seq = 0;
@@ -571,10 +661,8 @@ file_at_eof(struct tail_file *f)
             file_restart(f, "was truncated");
             return;
         }
-        if (st.st_nlink == 0 && !f->gone) {
-            f->gone = true;
-            f->partial_due = true;
-        }
+        if (st.st_nlink == 0)
+            file_gone(f);
     }
 }
 
@@ -639,6 +727,8 @@ file_pump(struct tail_file *f, size_t budget)
     int r;
 
     f->at_eof = false;
+    if (file_grace_over(f))
+        f->partial_due = true;
     for (;;) {
         r = file_deliver(f);
         if (r < 0)
@@ -660,14 +750,18 @@ file_pump(struct tail_file *f, size_t budget)
         }
         budget -= (size_t)n;
         f->read_failed = false;
-        if (!f->gone)
+        if (f->gone)
+            f->grown_usec = tail_now();
+        if (!file_grace_over(f))
             f->partial_due = false;
         if (f->partial_timer)
             (void)sd_event_source_set_enabled(f->partial_timer, SD_EVENT_OFF);
     }
 
     f->want_read = false;
-    if (f->gone && f->buf_len == 0 && !f->skipping) {
+    if (f->buf_len == 0 && !f->skipping)
+        file_drained(f);
+    if (file_grace_over(f) && f->buf_len == 0 && !f->skipping) {
         log_info("tail: '%s' is gone and read to its end, closing it",
                  f->path);
         file_close(f);
@@ -685,10 +779,8 @@ file_changed(sd_event_source *s, const struct inotify_event *ev,
 
     if (ev->mask & IN_MOVE_SELF)
         tail_rescan_soon(f->tail);
-    if (ev->mask & (IN_DELETE_SELF | IN_IGNORED)) {
-        f->gone = true;
-        f->partial_due = true;
-    }
+    if (ev->mask & (IN_DELETE_SELF | IN_IGNORED))
+        file_gone(f);
     /* IN_ATTRIB covers unlink (the link count drops); the pump's fstat
      * at end of file tells. */
     file_schedule(f);
@@ -704,9 +796,12 @@ tail_work(sd_event_source *s, void *userdata)
 
     for (f = t->files; f && tail_running(t); f = next) {
         next = f->next;
+        /* A drained file's input-mates wait; want_read stays set. */
+        if (f->want_read && !f->draining && f->input->n_draining > 0)
+            continue;
         if (f->want_read && file_pump(f, TAIL_READ_BUDGET))
             more = true;
-        if (f->fd < 0 && f->n_marks == 0) {
+        if (file_done(f)) {
             file_free(f);
             tail_mark_dirty(t);
         }
@@ -749,7 +844,7 @@ tail_saved_free(struct tail_saved *s)
 }
 
 static uint64_t
-file_start_offset(struct tail_file *f, uint64_t size)
+file_start_offset(struct tail_file *f, uint64_t size, bool *ret_moved)
 {
     struct tail *t = f->tail;
     struct tail_saved *s;
@@ -765,6 +860,8 @@ file_start_offset(struct tail_file *f, uint64_t size)
         match = r >= 0 && len == s->fp_len &&
                 memcmp(fp, s->fp, TAIL_FP_HASH) == 0;
         off = s->offset;
+        /* Found under another name with lines left: it was rotated. */
+        *ret_moved = match && off < size && strcmp(s->path, f->path) != 0;
         tail_saved_free(s);
         if (match && off <= size) {
             log_debug("tail: '%s' is known, resuming at %" PRIu64,
@@ -818,9 +915,11 @@ tail_open_failed(struct tail *t, const char *path, int error)
 /* Takes over fd (a regular file) with its fingerprint as a followed file. */
 static int
 file_new(struct tail *t, struct tail_input *in, const char *path, int fd,
-         const struct stat *st, const uint8_t *fp, size_t fp_len)
+         const struct stat *st, const uint8_t *fp, size_t fp_len,
+         bool rotated)
 {
     struct tail_file *f;
+    bool moved = false;
     int r;
 
     f = calloc(1, sizeof(*f));
@@ -835,12 +934,20 @@ file_new(struct tail *t, struct tail_input *in, const char *path, int fd,
     f->input = in;
     f->fd = fd;
     f->stride = 1;
+    f->id = ++t->next_id;
+    f->held_from = TAIL_HOLD_NONE;
     f->dev = st->st_dev;
     f->ino = st->st_ino;
     memcpy(f->fp, fp, sizeof(f->fp));
     f->fp_len = fp_len;
-    f->read_off = f->buf_off = f->durable_off =
-            file_start_offset(f, (uint64_t)st->st_size);
+    f->read_off = f->buf_off = f->durable_off = f->taken_end =
+            file_start_offset(f, (uint64_t)st->st_size, &moved);
+    if (moved || rotated) {
+        f->draining = true;
+        in->n_draining++;
+    }
+    if (rotated)
+        file_gone(f);
 
     /* Without a watch the rescan's fstat still finds new data, only
      * later; inotify watches are a limited resource. */
@@ -862,8 +969,10 @@ file_new(struct tail *t, struct tail_input *in, const char *path, int fd,
     return 0;
 }
 
+/* rotated: found outside the glob, read to its end and closed. */
 static int
-tail_open(struct tail *t, struct tail_input *in, const char *path)
+tail_open(struct tail *t, struct tail_input *in, const char *path,
+          bool rotated)
 {
     uint8_t fp[TAIL_FP_HASH];
     size_t fp_len = 0;
@@ -892,7 +1001,7 @@ tail_open(struct tail *t, struct tail_input *in, const char *path)
         goto out;
     }
 
-    r = file_new(t, in, path, fd, &st, fp, fp_len);
+    r = file_new(t, in, path, fd, &st, fp, fp_len, rotated);
     if (r < 0)
         goto out;
     return 0;
@@ -919,10 +1028,8 @@ file_check(struct tail_file *f)
 
     if (fstat(f->fd, &st) < 0)
         return;
-    if (st.st_nlink == 0 && !f->gone) {
-        f->gone = true;
-        f->partial_due = true;
-    }
+    if (st.st_nlink == 0)
+        file_gone(f);
     if (f->gone || f->read_failed || (uint64_t)st.st_size != f->read_off)
         file_schedule(f);
 
@@ -1011,7 +1118,7 @@ tail_scan_input(struct tail *t, struct tail_input *in)
 
         f = tail_find(t, in, st.st_dev, st.st_ino);
         if (!f) {
-            (void)tail_open(t, in, path);
+            (void)tail_open(t, in, path, false);
             continue;
         }
         f->seen = true;
@@ -1057,6 +1164,90 @@ tail_drop_stale(struct tail *t, bool complete)
     }
 }
 
+static bool
+tail_saved_matches(const struct tail_saved *s, const char *path)
+{
+    uint8_t fp[TAIL_FP_HASH];
+    size_t len = 0;
+    int fd, r;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return false;
+    r = tail_fingerprint(fd, s->fp_len, fp, &len);
+    (void)close(fd);
+    return r >= 0 && len == s->fp_len && memcmp(fp, s->fp, sizeof(fp)) == 0;
+}
+
+/*
+ * A record no glob matched at start-up: is its file still in the directory
+ * it was last seen in, under another name (rotated while we were stopped)?
+ * Compressed copies are other files and cannot be found.
+ */
+static void
+tail_find_saved(struct tail *t, struct tail_input *in, struct tail_saved *s)
+{
+    char *dir = NULL, *path = NULL, *slash;
+    struct dirent *de;
+    struct stat st;
+    DIR *d = NULL;
+
+    slash = strrchr(s->path, '/');
+    if (!slash)
+        return;
+    dir = strndup(s->path, slash == s->path ? 1 : (size_t)(slash - s->path));
+    if (!dir)
+        return;
+    d = opendir(dir);
+    if (!d)
+        goto out;
+    while ((de = readdir(d))) {
+        if (de->d_ino != s->ino)
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(st.st_mode) || st.st_dev != s->dev ||
+            st.st_ino != s->ino)
+            continue;
+        if (asprintf(&path, "%s/%s", strcmp(dir, "/") ? dir : "",
+                     de->d_name) < 0) {
+            path = NULL;
+            goto out;
+        }
+        /* A reused inode holds other bytes: that is not our file. */
+        if (!tail_saved_matches(s, path))
+            break;
+        log_info("tail: '%s' was rotated to '%s' while we were stopped, reading it to its end",
+                 s->path, path);
+        s->seen = true;
+        (void)tail_open(t, in, path, true);
+        break;
+    }
+
+out:
+    if (d)
+        (void)closedir(d);
+    free(path);
+    free(dir);
+}
+
+static void
+tail_find_rotated(struct tail *t)
+{
+    struct tail_saved *s, *next;
+
+    for (s = t->saved; s; s = next) {
+        next = s->next;
+        if (s->seen)
+            continue;
+        for (size_t i = 0; i < t->n_inputs; i++)
+            if (strcmp(t->inputs[i].name, s->input) == 0) {
+                /* tail_open() takes s off the list and frees it. */
+                tail_find_saved(t, &t->inputs[i], s);
+                break;
+            }
+    }
+}
+
 static void
 tail_rescan(struct tail *t)
 {
@@ -1084,10 +1275,11 @@ tail_rescan(struct tail *t)
             if (f->input == in && f->fd >= 0 && !f->seen && !f->gone) {
                 log_info("tail: '%s' no longer matches '%s', reading it to its end",
                          f->path, in->pattern);
-                f->gone = true;
-                f->partial_due = true;
+                file_gone(f);
             }
     }
+    if (t->starting)
+        tail_find_rotated(t);
 
     for (f = t->files; f; f = f->next)
         if (f->fd >= 0)
@@ -1476,6 +1668,7 @@ tail_input_init(struct tail *t, struct tail_input *in,
     in->start_at_end = c->start_at_end;
     in->max_line = c->max_line;
     in->partial_usec = (uint64_t)c->partial_timeout_ms * 1000;
+    in->rotate_usec = (uint64_t)c->rotate_wait_ms * 1000;
 
     slash = strrchr(c->path, '/');
     if (slash && !tail_has_wildcard(c->path, (size_t)(slash - c->path))) {
@@ -1543,6 +1736,7 @@ tail_new(const struct tail_options *o, struct tail **ret)
     }
     for (size_t i = 0; i < o->n_inputs; i++) {
         t->n_inputs++;
+        t->inputs[i].index = i;
         r = tail_input_init(t, &t->inputs[i], &o->inputs[i]);
         if (r < 0)
             goto out;
@@ -1635,11 +1829,27 @@ tail_durable(struct tail *t, uint64_t durable_seq)
         next = f->next;
         if (file_advance(f, durable_seq))
             tail_mark_dirty(t);
-        if (f->fd < 0 && f->n_marks == 0) {
+        if (file_done(f)) {
             file_free(f);
             tail_mark_dirty(t);
         }
     }
+}
+
+void
+tail_hold(struct tail *t, uint64_t file_id, uint64_t hold, uint64_t seq)
+{
+    struct tail_file *f = t->hold_cache;
+
+    if (!f || f->id != file_id)
+        for (f = t->files; f && f->id != file_id; f = f->next)
+            ;
+    if (!f)
+        return;
+    t->hold_cache = f;
+    f->held_from = hold;
+    /* Up to hold (or all that was taken) is spooled at seq or before. */
+    file_mark(f, seq, f->taken_end);
 }
 
 void

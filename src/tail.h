@@ -22,6 +22,9 @@ struct tail_line {
     const char *data;           /* line bytes, without the '\n' */
     size_t len;
     uint64_t offset;            /* file offset of the line's first byte */
+    uint64_t file_id;           /* names the file in tail_hold(); a file
+                                 * read again from 0 gets a new one */
+    size_t input_index;         /* into tail_options.inputs */
     bool truncated;             /* longer than max_line: data holds the
                                  * first max_line bytes, the rest is
                                  * skipped up to the next '\n' */
@@ -36,6 +39,21 @@ struct tail_line {
  */
 typedef int (*tail_line_fn)(void *userdata, const struct tail_line *line,
                             uint64_t *ret_seq);
+
+#define TAIL_HOLD_NONE UINT64_MAX
+
+/*
+ * For pipelines that keep lines back (auditd records wait for the rest of
+ * their event): from offset hold on, the lines of file_id handed over are
+ * not in the spool yet (TAIL_HOLD_NONE: all of them are), and every line
+ * before hold is in the spool at a sequence number <= seq.  The file's
+ * offset never moves past hold, so a restart reads those lines again; a
+ * file closed with lines held stays known until they are released.  May
+ * be called from inside line_fn, where a line's ret_seq counts only up to
+ * the hold, and at any other time (a timeout); an unknown file_id is
+ * ignored.
+ */
+void tail_hold(struct tail *t, uint64_t file_id, uint64_t hold, uint64_t seq);
 
 struct tail_options {
     sd_event *event;

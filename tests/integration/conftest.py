@@ -184,6 +184,7 @@ class Setup:
         # longer, so sockets live in a short private directory.
         self.short = Path(short_root)
         self.socket_path = self.short / "auditd.sock"
+        self.control_path = self.short / "control.sock"
         self.config_path = self.root / "aaas.conf"
 
     def config(self, endpoint, socket=True, inputs=None, log_level="debug",
@@ -198,6 +199,8 @@ class Setup:
         ]
         if top_extra:
             lines.append(top_extra)
+        if "control {" not in top_extra:
+            lines.append("control { path = %s }" % _q(self.control_path))
         if socket:
             lines.append("socket { path = %s %s }"
                          % (_q(self.socket_path), socket_extra))

@@ -239,6 +239,10 @@ test_defaults(void **state)
     assert_int_equal(c->retry_initial_ms, 100);
     assert_int_equal(c->retry_max_ms, 30000);
     assert_null(c->signing_key);
+    assert_true(c->control_enabled);
+    assert_string_equal(c->control_path, "/run/aaas/control.sock");
+    assert_int_equal(c->control_mode, 0660);
+    assert_null(c->control_group);
     free(log);
     config_free(c);
 }
@@ -278,10 +282,12 @@ test_every_option(void **state)
         "    start_at = \"end\"\n"
         "    max_line = \"4096\"\n"
         "    partial_timeout = 0\n"
+        "    rotate_wait = 0\n"
         "}\n"
         "input \"kernel\" {\n"
         "    path = \"/var/log/audit/audit.log\"\n"
         "    format = \"auditd\"\n"
+        "    group_timeout = 500\n"
         "}\n"
         "firehose {\n"
         "    stream = \"a.b_c-1\"\n"
@@ -292,9 +298,23 @@ test_every_option(void **state)
         "    timeout = 5000\n"
         "    retry_initial = 50\n"
         "    retry_max = 60000\n"
+        "    connect_timeout = 2000\n"
+        "    low_speed_time = 15000\n"
+        "    proxy = \"http://proxy.example:3128\"\n"
+        "    access_key_id = \"AKIDCONFIG\"\n"
+        "    secret_access_key = \"se/cr+et\"\n"
+        "    pack = true\n"
+        "    max_records_per_second = 1000\n"
+        "    max_bytes_per_second = \"1M\"\n"
         "}\n"
         "signing {\n"
         "    key = \"/etc/aaas/k\"\n"
+        "}\n"
+        "control {\n"
+        "    enabled = false\n"
+        "    path = \"/run/x/ctl.sock\"\n"
+        "    mode = \"0600\"\n"
+        "    group = \"adm\"\n"
         "}\n");
 
     assert_int_equal(load_logged(s, path, &c, &log), 0);
@@ -312,6 +332,10 @@ test_every_option(void **state)
     assert_int_equal(c->socket_mode, 0600);
     assert_string_equal(c->socket_group, "audit");
     assert_int_equal(c->socket_max_connections, 16);
+    assert_false(c->control_enabled);
+    assert_string_equal(c->control_path, "/run/x/ctl.sock");
+    assert_int_equal(c->control_mode, 0600);
+    assert_string_equal(c->control_group, "adm");
     assert_int_equal(c->max_event_size, 64 * 1024);
     assert_int_equal(c->socket_idle_timeout_ms, 0);
     assert_int_equal(c->socket_max_buffer, 2 << 20);
@@ -323,11 +347,15 @@ test_every_option(void **state)
     assert_true(c->inputs[0].start_at_end);
     assert_int_equal(c->inputs[0].max_line, 4096);
     assert_int_equal(c->inputs[0].partial_timeout_ms, 0);
+    assert_int_equal(c->inputs[0].rotate_wait_ms, 0);
+    assert_int_equal(c->inputs[0].group_timeout_ms, 2000);
     assert_string_equal(c->inputs[1].name, "kernel");
     assert_int_equal(c->inputs[1].format, CONFIG_FORMAT_AUDITD);
     assert_false(c->inputs[1].start_at_end);
     assert_int_equal(c->inputs[1].max_line, 1 << 20);
     assert_int_equal(c->inputs[1].partial_timeout_ms, 5000);
+    assert_int_equal(c->inputs[1].rotate_wait_ms, 5000);
+    assert_int_equal(c->inputs[1].group_timeout_ms, 500);
 
     assert_string_equal(c->firehose_stream, "a.b_c-1");
     assert_string_equal(c->firehose_region, "ap-southeast-2");
@@ -337,6 +365,14 @@ test_every_option(void **state)
     assert_int_equal(c->firehose_timeout_ms, 5000);
     assert_int_equal(c->retry_initial_ms, 50);
     assert_int_equal(c->retry_max_ms, 60000);
+    assert_int_equal(c->firehose_connect_timeout_ms, 2000);
+    assert_int_equal(c->firehose_low_speed_time_ms, 15000);
+    assert_string_equal(c->firehose_proxy, "http://proxy.example:3128");
+    assert_string_equal(c->access_key_id, "AKIDCONFIG");
+    assert_string_equal(c->secret_access_key, "se/cr+et");
+    assert_true(c->firehose_pack);
+    assert_int_equal(c->firehose_max_records_per_second, 1000);
+    assert_int_equal(c->firehose_max_bytes_per_second, 1024 * 1024);
     assert_string_equal(c->signing_key, "/etc/aaas/k");
     free(log);
     config_free(c);
@@ -378,6 +414,10 @@ test_shipped_config(void **state)
     assert_string_equal(c->socket_group, "aaas");
     assert_int_equal(c->n_inputs, 0);
     assert_null(c->signing_key);
+    assert_true(c->control_enabled);
+    assert_string_equal(c->control_path, "/run/aaas/control.sock");
+    assert_int_equal(c->control_mode, 0660);
+    assert_string_equal(c->control_group, "aaas");
     free(log);
     config_free(c);
 }
@@ -435,11 +475,23 @@ static const struct bad_case bad_cases[] = {
       "socket.idle_timeout: '5m' is not a whole number" },
     { "input \"a\" {\n  path = \"/l\"\n  max_line = \"1025k\"\n}\n", 3,
       "input 'a' max_line: '1025k' is more than the limit of 1M" },
+    { "input \"a\" {\n  path = \"/l\"\n  group_timeout = 0\n}\n", 3,
+      "input 'a' group_timeout: 0 is out of range (1 to 3600000)" },
+    { "input \"a\" {\n  path = \"/l\"\n  rotate_wait = \"soon\"\n}\n", 3,
+      "input 'a' rotate_wait: 'soon' is not a whole number" },
     /* Modes and names from a fixed set. */
     { "socket {\n  mode = \"0999\"\n}\n", 2,
       "socket.mode: '0999' is not an octal mode such as 0660" },
     { "socket {\n  mode = \"4755\"\n}\n", 2,
       "socket.mode: '4755' is not an octal mode such as 0660" },
+    { "control {\n  mode = \"rw\"\n}\n", 2,
+      "control.mode: 'rw' is not an octal mode such as 0660" },
+    { "control {\n  path = \"run/ctl\"\n}\n", 2,
+      "control.path: 'run/ctl' is not an absolute path" },
+    { "control {\n  group = \"-x\"\n}\n", 2,
+      "control.group: '-x' is not a name (1 to 32 of A-Z, a-z, 0-9, '_', '.', '-')" },
+    { "control {\n  enabled = true\n}\ncontrol {\n  enabled = true\n}\n", 4,
+      "control: section given twice, first at line 1" },
     { "log_level = \"loud\"\n", 1,
       "log_level: unknown value 'loud' (use err, warning, notice, info or debug)" },
     { "input \"a\" {\n  path = \"/l\"\n  format = \"xml\"\n}\n", 3,
@@ -491,6 +543,18 @@ static const struct bad_case bad_cases[] = {
       "spool: segment_size is larger than max_size" },
     { "firehose {\n  retry_initial = 5000\n  retry_max = 1000\n" FH_BOTH, 1,
       "firehose: retry_initial is larger than retry_max" },
+    { "firehose {\n  access_key_id = \"AKID\"\n" FH_BOTH, 1,
+      "firehose: access_key_id and secret_access_key go together; give both or neither" },
+    /* A bad secret is never echoed. */
+    { "firehose {\n  secret_access_key = \"has blank\"\n"
+      "  access_key_id = \"A\"\n" FH_BOTH, 2,
+      "firehose.secret_access_key: not a key (1 to 256 printable characters without blanks; value not shown)" },
+    { "firehose {\n  proxy = \"ftp://p:21\"\n" FH_BOTH, 2,
+      "firehose.proxy: 'ftp://p:21' is not a proxy ([http|https|socks4|socks4a|socks5|socks5h://]host[:port])" },
+    { "firehose {\n  low_speed_time = 10\n" FH_BOTH, 2,
+      "firehose.low_speed_time: 10 is out of range (1000 to 3600000)" },
+    { "firehose {\n  pack = maybe\n" FH_BOTH, 2,
+      "firehose.pack: 'maybe' is not a boolean (use true or false)" },
     { "spool {\n  dir = \"/a\"\n}\n\nspool {\n  dir = \"/b\"\n}\n", 5,
       "spool: section given twice, first at line 1" },
 };

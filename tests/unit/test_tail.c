@@ -30,6 +30,7 @@ struct got {
     size_t len;
     uint64_t offset;
     uint64_t seq;
+    uint64_t file_id;
     bool truncated;
 };
 
@@ -48,6 +49,7 @@ struct ctx {
     uint64_t next_seq;
     long refuse_at;             /* refuse the line when n_got equals this */
     unsigned refused;
+    const char *hold_line;      /* tail_hold() from the line with this text */
 };
 
 static int
@@ -79,6 +81,9 @@ collect(void *userdata, const struct tail_line *l, uint64_t *ret_seq)
     g->truncated = l->truncated;
     g->seq = ++c->next_seq;
     *ret_seq = g->seq;
+    g->file_id = l->file_id;
+    if (c->hold_line && strcmp(g->data, c->hold_line) == 0)
+        tail_hold(c->tail, l->file_id, l->offset, g->seq);
     return 0;
 }
 
@@ -674,6 +679,218 @@ test_renamed_file(void **state)
     expect_line(c, 2, "r3", 6);
 }
 
+/*
+ * A pipeline holds lines back (auditd records waiting for their event):
+ * the offset stops at the first held line, however durable the rest is,
+ * and a restart reads from there.
+ */
+static void
+test_hold_keeps_offset(void **state)
+{
+    struct ctx *c = *state;
+    char p[256];
+
+    log_path(c, "a.log", p, sizeof(p));
+    puts_file(p, "w", "one\ntwo\nthree\nfour\n");
+    c->hold_line = "two";
+    start(c);
+    assert_true(run_until_lines(c, 4, 2000));
+    tail_durable(c->tail, c->got[3].seq);
+    assert_int_equal(tail_save(c->tail), 0);
+    assert_int_equal(saved_offset(c, p), 4);
+
+    /* Released up to "four": everything before it is at seq 4. */
+    tail_hold(c->tail, c->got[1].file_id, 14, c->got[3].seq);
+    tail_durable(c->tail, c->got[3].seq);
+    assert_int_equal(tail_save(c->tail), 0);
+    assert_int_equal(saved_offset(c, p), 14);
+    stop(c);
+
+    forget_lines(c);
+    c->hold_line = NULL;
+    start(c);
+    assert_true(run_until_lines(c, 1, 2000));
+    run_for(c, 100);
+    assert_int_equal(c->n_got, 1);
+    expect_line(c, 0, "four", 14);
+
+    /* Released for good, then durable: the end. */
+    tail_hold(c->tail, c->got[0].file_id, TAIL_HOLD_NONE, c->got[0].seq);
+    tail_durable(c->tail, c->got[0].seq);
+    assert_int_equal(tail_save(c->tail), 0);
+    assert_int_equal(saved_offset(c, p), 19);
+    /* Unknown file ids are ignored. */
+    tail_hold(c->tail, 999999, 0, 1);
+}
+
+/* A file held open by a pipeline stays known after it is deleted. */
+static void
+test_hold_outlives_close(void **state)
+{
+    struct ctx *c = *state;
+    char p[256], q[256];
+
+    log_path(c, "a.log", p, sizeof(p));
+    log_path(c, "b.log", q, sizeof(q));
+    puts_file(p, "w", "one\ntwo\n");
+    puts_file(q, "w", "other\n");
+    c->hold_line = "two";
+    start(c);
+    assert_true(run_until_lines(c, 3, 2000));
+    c->hold_line = NULL;
+    assert_int_equal(unlink(p), 0);
+    assert_true(run_until_files(c, 1, 2000));
+    tail_durable(c->tail, c->next_seq);
+    assert_int_equal(tail_save(c->tail), 0);
+    {
+        char file[160], text[2048];
+        FILE *f;
+        size_t n;
+
+        snprintf(file, sizeof(file), "%s/offsets", c->state);
+        f = fopen(file, "r");
+        assert_non_null(f);
+        n = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+        text[n] = '\0';
+        /* Its record still says 4: the held line is not safe yet. */
+        assert_non_null(strstr(text, " 4 ") ? strstr(text, "a.log") : NULL);
+    }
+    for (size_t i = 0; i < c->n_got; i++)
+        if (strcmp(c->got[i].data, "two") == 0)
+            tail_hold(c->tail, c->got[i].file_id, TAIL_HOLD_NONE,
+                      c->next_seq);
+    tail_durable(c->tail, c->next_seq);
+    assert_int_equal(tail_save(c->tail), 0);
+    {
+        char file[160], text[2048];
+        FILE *f;
+        size_t n;
+
+        snprintf(file, sizeof(file), "%s/offsets", c->state);
+        f = fopen(file, "r");
+        assert_non_null(f);
+        n = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+        text[n] = '\0';
+        assert_null(strstr(text, "a.log"));
+        assert_non_null(strstr(text, "b.log"));
+    }
+}
+
+/*
+ * rename+create rotation: the old file is read on while its writer still
+ * appends, and closed only after rotate_wait without growth.
+ */
+static void
+test_rotate_wait(void **state)
+{
+    struct ctx *c = *state;
+    char p[256], r[256];
+
+    log_path(c, "a.log", p, sizeof(p));
+    log_path(c, "a.log.1", r, sizeof(r));
+    c->in.rotate_wait_ms = 600;
+    puts_file(p, "w", "r1\n");
+    start(c);
+    assert_true(run_until_lines(c, 1, 2000));
+
+    assert_int_equal(rename(p, r), 0);
+    puts_file(p, "w", "n1\n");
+    run_for(c, 300);
+    /* The writer has not reopened yet: its line still arrives. */
+    puts_file(r, "a", "r2\npartial");
+    assert_true(run_until_lines(c, 3, 2000));
+    assert_int_equal(tail_files(c->tail), 2);
+    /* The partial line waits for the grace, then is taken at close. */
+    assert_true(run_until_lines(c, 4, 3000));
+    assert_true(run_until_files(c, 1, 3000));
+    {
+        bool r2 = false, part = false, n1 = false;
+
+        for (size_t i = 0; i < c->n_got; i++) {
+            r2 |= strcmp(c->got[i].data, "r2") == 0;
+            /* Lines keep the name they were written under. */
+            part |= strcmp(c->got[i].data, "partial") == 0 &&
+                    strcmp(c->got[i].path, p) == 0;
+            n1 |= strcmp(c->got[i].data, "n1") == 0;
+        }
+        assert_true(r2 && part && n1);
+    }
+    assert_int_equal(c->n_got, 4);
+}
+
+/*
+ * Rotated while we were stopped: the old file, now outside the glob, is
+ * found by inode and fingerprint and finished before the new one starts.
+ */
+static void
+test_rotated_while_stopped(void **state)
+{
+    struct ctx *c = *state;
+    char p[256], r[256];
+
+    log_path(c, "a.log", p, sizeof(p));
+    log_path(c, "a.log.1", r, sizeof(r));
+    puts_file(p, "w", "old1\nold2\n");
+    start(c);
+    assert_true(run_until_lines(c, 2, 2000));
+    tail_durable(c->tail, c->got[0].seq);
+    assert_int_equal(tail_save(c->tail), 0);
+    stop(c);
+
+    puts_file(p, "a", "old3\n");
+    assert_int_equal(rename(p, r), 0);
+    puts_file(p, "w", "new1\nnew2\n");
+    forget_lines(c);
+    start(c);
+    assert_true(run_until_lines(c, 4, 2000));
+    run_for(c, 200);
+    assert_int_equal(c->n_got, 4);
+    expect_line(c, 0, "old2", 5);
+    expect_line(c, 1, "old3", 10);
+    assert_string_equal(c->got[0].path, r);
+    expect_line(c, 2, "new1", 0);
+    expect_line(c, 3, "new2", 5);
+    /* Read to its end and outside the glob: closed. */
+    assert_true(run_until_files(c, 1, 2000));
+}
+
+/* A symlinked path whose target is swapped: old target finished. */
+static void
+test_symlink_swap(void **state)
+{
+    struct ctx *c = *state;
+    char t1[256], t2[256], link[256], tmp[256];
+
+    snprintf(t1, sizeof(t1), "%s/t1", c->dir);
+    snprintf(t2, sizeof(t2), "%s/t2", c->dir);
+    log_path(c, "cur.log", link, sizeof(link));
+    log_path(c, "cur.tmp", tmp, sizeof(tmp));
+    puts_file(t1, "w", "a1\n");
+    assert_int_equal(symlink(t1, link), 0);
+    start(c);
+    assert_true(run_until_lines(c, 1, 2000));
+
+    puts_file(t1, "a", "a2\n");
+    puts_file(t2, "w", "b1\n");
+    assert_int_equal(symlink(t2, tmp), 0);
+    assert_int_equal(rename(tmp, link), 0);
+    assert_true(run_until_lines(c, 3, 3000));
+    assert_true(run_until_files(c, 1, 3000));
+    run_for(c, 200);
+    assert_int_equal(c->n_got, 3);
+    {
+        bool a2 = false, b1 = false;
+
+        for (size_t i = 1; i < 3; i++) {
+            a2 |= strcmp(c->got[i].data, "a2") == 0;
+            b1 |= strcmp(c->got[i].data, "b1") == 0;
+        }
+        assert_true(a2 && b1);
+    }
+}
+
 /* One busy file must not hold back another. */
 static void
 test_fairness(void **state)
@@ -787,6 +1004,14 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_offsets_file, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_hold_keeps_offset, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hold_outlives_close, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotated_while_stopped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_swap, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
