@@ -45,6 +45,8 @@
 #define AAASD_REJECT_RAW_MAX (512u * 1024u)
 #define AAASD_PARSE_DEPTH 64
 #define AAASD_RETRY_USEC (200ull * 1000ull)
+/* Free spool bytes (at most; a quarter of max_size if less) to resume. */
+#define AAASD_RESUME_ROOM (16ull * 1024ull * 1024ull)
 
 static const char *arg_config = AAASD_DEFAULT_CONFIG;
 static int arg_check_config;
@@ -506,6 +508,36 @@ pipeline_commit(sd_event_source *es, void *userdata)
     return 0;
 }
 
+/*
+ * Resumes inputs paused by a full spool once it has room.  Acked segments
+ * are only deleted after the checkpoint covering them is on disk, and the
+ * spool starts a checkpoint only from its own calls: with inputs paused
+ * and the sink caught up nothing would make one, so a sync request is
+ * scheduled until the room is there.
+ */
+static void
+pipeline_check_room(struct aaasd *d)
+{
+    uint64_t max = d->cfg->spool_max_size;
+    uint64_t room = max / 4 < AAASD_RESUME_ROOM ? max / 4 : AAASD_RESUME_ROOM;
+
+    if (!d->full)
+        return;
+    /*
+     * Room for one frame is not enough: inputs would resume, fill it and
+     * pause again at once, round after round.  Wait for a quarter.
+     */
+    if (spool_is_full(d->spool) || spool_size(d->spool) + room > max) {
+        pipeline_retry_later(d);
+        return;
+    }
+    d->full = false;
+    d->held = false;
+    log_notice("spool: '%s' has room again, resuming inputs",
+               d->cfg->spool_dir);
+    pipeline_resume(d);
+}
+
 static int
 pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
                 void *userdata)
@@ -531,6 +563,7 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
 
     durable = spool_durable_seq(d->spool);
     d->accepted = durable;
+    pipeline_check_room(d);
     if (d->held && !d->full) {
         d->held = false;
         pipeline_resume(d);
@@ -546,15 +579,7 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
 static void
 pipeline_acked(void *userdata, uint64_t acked_seq)
 {
-    struct aaasd *d = userdata;
-
-    if (d->full && !spool_is_full(d->spool)) {
-        d->full = false;
-        d->held = false;
-        log_notice("spool: '%s' has room again, resuming inputs",
-                   d->cfg->spool_dir);
-        pipeline_resume(d);
-    }
+    pipeline_check_room(userdata);
 }
 
 static void

@@ -189,13 +189,13 @@ class Setup:
 
     def config(self, endpoint, socket=True, inputs=None, log_level="debug",
                socket_extra="", firehose_extra="", stream=STREAM,
-               region=REGION, top_extra=""):
+               region=REGION, top_extra="", spool_extra=""):
         if inputs is None:
             inputs = [("app", {"path": self.logs / "*.log"})]
         lines = [
             "state_dir = %s" % _q(self.state),
             "log_level = %s" % _q(log_level),
-            "spool { dir = %s }" % _q(self.spool),
+            "spool { dir = %s %s }" % (_q(self.spool), spool_extra),
         ]
         if top_extra:
             lines.append(top_extra)
