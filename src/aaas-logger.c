@@ -482,6 +482,39 @@ logger_connect(const char *path)
     return fd;
 }
 
+/*
+ * Without --ack: waits, up to the deadline, for the daemon to read to the
+ * end and close.  The daemon names a writer by looking up its pid, which
+ * only works while the writer lives; and a reset instead of a close means
+ * the daemon dropped bytes it had not read.  Running out of time is not
+ * an error: the event is in the socket, which is all a writer without
+ * acknowledgements is promised.
+ */
+static int
+logger_linger(int fd, double deadline)
+{
+    char buf[256];
+    ssize_t n;
+
+    if (shutdown(fd, SHUT_WR) < 0)
+        return 0;
+    for (;;) {
+        n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0)
+            return 0;
+        if (n < 0 && errno == ECONNRESET) {
+            fprintf(stderr, "aaas-logger: '%s' closed the connection before "
+                    "reading everything, the events may or may not be "
+                    "stored\n", arg_socket);
+            return LOGGER_EXIT_FAILED;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return 0;
+        if (logger_wait(fd, POLLIN, deadline) == -ETIMEDOUT)
+            return 0;
+    }
+}
+
 /* Sends the events and, with --ack, waits for every reply. */
 static int
 logger_run(const struct logger_out *out)
@@ -516,6 +549,11 @@ logger_run(const struct logger_out *out)
     r = logger_send(fd, out->buf, out->len, deadline);
     if (r < 0)
         goto fail;
+    if (!arg_ack) {
+        r = logger_linger(fd, deadline);
+        close(fd);
+        return r;
+    }
 
     for (unsigned i = 0; arg_ack && i < out->events; i++) {
         r = logger_read_line(fd, buf, sizeof(buf), &have, deadline, &line);

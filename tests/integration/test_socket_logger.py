@@ -3,10 +3,12 @@
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +52,8 @@ def test_logger_without_ack(build, make_daemon, setup, receiver):
     # Each went out as one compact line.
     raws = sorted(ln.original for ln in events(got))
     assert b'{"n":2,"via":"stdin"}' in raws
+    # The logger waits for the daemon to read to the end, so it is alive
+    # when the daemon looks it up.
     for ln in events(got):
         assert ln.meta["peer"]["exe"] == str(build.path / "aaas-logger")
         assert ln.meta["peer"]["comm"] == "aaas-logger"
@@ -77,6 +81,10 @@ def test_logger_ack_accepted_and_refused(build, make_daemon, setup, receiver):
     by_seq = {ln.meta["seq"]: ln for ln in got}
     assert json.loads(by_seq[seq].original) == {"actor": "bob",
                                                 "action": "delete"}
+    # With --ack the logger is alive until its ack: it is named.
+    peer = by_seq[seq].meta["peer"]
+    assert peer["exe"] == str(build.path / "aaas-logger"), peer
+    assert peer["comm"] == "aaas-logger", peer
     assert len([ln for ln in got if ln.reject is not None]) == 1
 
 
@@ -128,3 +136,47 @@ def test_logger_ack_times_out(build, short_dir, hello_reply):
     assert p.returncode == 3, p.stderr
     assert b"within 1.5 s" in p.stderr, p.stderr
     assert 1.4 < took < 20, took
+
+
+def man_example(start, end_line):
+    """A literal block of aaas-logger(1), as a reader would copy it."""
+    page = Path(__file__).resolve().parents[2] / "man" / "aaas-logger.1"
+    text = subprocess.run(["mandoc", "-T", "ascii", str(page)],
+                          capture_output=True, check=True).stdout
+    text = re.sub(rb".\x08", b"", text).decode()
+    lines = text.splitlines()
+    i = next(n for n, ln in enumerate(lines) if ln.strip() == start)
+    indent = len(lines[i]) - len(lines[i].lstrip())
+    out = []
+    for ln in lines[i:]:
+        out.append(ln[indent:])
+        if ln.strip() == end_line and len(ln) - len(ln.lstrip()) == indent:
+            break
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.skipif(not shutil.which("mandoc"), reason="needs mandoc")
+def test_man_page_examples_work(build, make_daemon, setup, receiver,
+                                tmp_path):
+    setup.config(receiver.url, inputs=[])
+    d = make_daemon().start()
+    sock = str(setup.socket_path)
+    src = man_example("#include <stdio.h>", "}").replace(
+        "/run/auditd.sock", sock)
+    (tmp_path / "ex.c").write_text(src)
+    subprocess.run(["cc", "-o", str(tmp_path / "ex"), str(tmp_path / "ex.c")],
+                   check=True)
+    assert subprocess.run([str(tmp_path / "ex")], timeout=30).returncode == 0
+    if shutil.which("socat"):
+        sh = man_example("printf '%s\\n' '{\"_aaas_hello\":{\"ack\":true}}' \\",
+                         "socat -t 10 - UNIX-CONNECT:/run/auditd.sock")
+        out = subprocess.run(["sh", "-c", sh.replace("/run/auditd.sock",
+                                                     sock)],
+                             capture_output=True, timeout=30).stdout
+        assert b'"status":"accepted"' in out, out
+    wait_lines(receiver, 2 if shutil.which("socat") else 1, d)
+    d.stop()
+    actors = sorted(json.loads(ln.original)["actor"]
+                    for ln in events(delivered(receiver.out_dir)))
+    assert actors == (["bob", "carol"] if shutil.which("socat")
+                      else ["carol"])
