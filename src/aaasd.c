@@ -821,6 +821,35 @@ aaasd_setup_spool(struct aaasd *d)
     return 0;
 }
 
+/* One place maps the config to the sender, for start-up and reload. */
+static void
+aaasd_sender_options(struct aaasd *d, const struct config *c,
+                     struct sender_options *ret)
+{
+    *ret = (struct sender_options){
+        .event = d->event,
+        .spool = d->spool,
+        .http = d->http,
+        .credentials = d->credentials,
+        .stream = c->firehose_stream,
+        .region = c->firehose_region,
+        .endpoint = c->firehose_endpoint,
+        .ca_file = c->ca_file,
+        .max_in_flight = c->firehose_max_in_flight,
+        .timeout_ms = c->firehose_timeout_ms,
+        .connect_timeout_ms = c->firehose_connect_timeout_ms,
+        .low_speed_time_ms = c->firehose_low_speed_time_ms,
+        .proxy = c->firehose_proxy,
+        .pack = c->firehose_pack,
+        .max_records_per_second = c->firehose_max_records_per_second,
+        .max_bytes_per_second = c->firehose_max_bytes_per_second,
+        .retry_initial_ms = c->retry_initial_ms,
+        .retry_max_ms = c->retry_max_ms,
+        .acked_fn = pipeline_acked,
+        .userdata = d,
+    };
+}
+
 static int
 aaasd_setup(struct aaasd *d)
 {
@@ -896,28 +925,9 @@ aaasd_setup(struct aaasd *d)
     if (r < 0)
         return r;
 
-    struct sender_options so = {
-        .event = d->event,
-        .spool = d->spool,
-        .http = d->http,
-        .credentials = d->credentials,
-        .stream = c->firehose_stream,
-        .region = c->firehose_region,
-        .endpoint = c->firehose_endpoint,
-        .ca_file = c->ca_file,
-        .max_in_flight = c->firehose_max_in_flight,
-        .timeout_ms = c->firehose_timeout_ms,
-        .connect_timeout_ms = c->firehose_connect_timeout_ms,
-        .low_speed_time_ms = c->firehose_low_speed_time_ms,
-        .proxy = c->firehose_proxy,
-        .pack = c->firehose_pack,
-        .max_records_per_second = c->firehose_max_records_per_second,
-        .max_bytes_per_second = c->firehose_max_bytes_per_second,
-        .retry_initial_ms = c->retry_initial_ms,
-        .retry_max_ms = c->retry_max_ms,
-        .acked_fn = pipeline_acked,
-        .userdata = d,
-    };
+    struct sender_options so;
+
+    aaasd_sender_options(d, c, &so);
     r = sender_new(&so, &d->sender, &why);
     if (r < 0) {
         log_err("sender: cannot set up stream '%s': %s, exiting",
@@ -1175,6 +1185,10 @@ aaasd_keep_restart_options(struct config *run, struct config *next)
     aaasd_keep_str("control.group", &run->control_group,
                    &next->control_group);
     aaasd_keep_str("signing.key", &run->signing_key, &next->signing_key);
+    /* Every slot's batch is cut to these limits when it is made. */
+    AAASD_KEEP("firehose.pack", run, next, firehose_pack);
+    AAASD_KEEP("firehose.max_records_per_second", run, next,
+               firehose_max_records_per_second);
 }
 
 /*
@@ -1249,22 +1263,9 @@ aaasd_reload(struct aaasd *d)
     if (r < 0)
         goto out;
 
-    struct sender_options so = {
-        .event = d->event,
-        .spool = d->spool,
-        .http = d->http,
-        .credentials = d->credentials,
-        .stream = next->firehose_stream,
-        .region = next->firehose_region,
-        .endpoint = next->firehose_endpoint,
-        .ca_file = next->ca_file,
-        .max_in_flight = next->firehose_max_in_flight,
-        .timeout_ms = next->firehose_timeout_ms,
-        .retry_initial_ms = next->retry_initial_ms,
-        .retry_max_ms = next->retry_max_ms,
-        .acked_fn = pipeline_acked,
-        .userdata = d,
-    };
+    struct sender_options so;
+
+    aaasd_sender_options(d, next, &so);
     r = sender_reconfigure(d->sender, &so, &why);
     if (r < 0) {
         log_err("reload: cannot set up stream '%s': %s",
