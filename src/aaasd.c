@@ -75,6 +75,8 @@ struct aaasd {
     uint64_t appended;              /* events appended, durable or not */
 };
 
+static void aaasd_status(struct aaasd *d);
+
 static void
 pipeline_pause(struct aaasd *d)
 {
@@ -307,6 +309,7 @@ pipeline_commit(sd_event_source *es, void *userdata)
         log_err("spool: cannot write to '%s': %s, holding events in memory "
                 "and retrying", d->cfg->spool_dir, strerror(-r));
         d->sync_error = r;
+        aaasd_status(d);
     }
     if (r < 0)
         pipeline_retry_later(d);
@@ -327,13 +330,17 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
             log_err("spool: cannot sync '%s': %s, events stay unacknowledged "
                     "and the sync is retried", d->cfg->spool_dir,
                     strerror(-r));
-        d->sync_error = r;
+        if (r != d->sync_error) {
+            d->sync_error = r;
+            aaasd_status(d);
+        }
         pipeline_retry_later(d);
         return 0;
     }
     if (d->sync_error) {
         log_notice("spool: '%s' is writable again", d->cfg->spool_dir);
         d->sync_error = 0;
+        aaasd_status(d);
     }
 
     durable = spool_durable_seq(d->spool);
@@ -372,11 +379,13 @@ aaasd_status(struct aaasd *d)
     sender_get_stats(d->sender, &st);
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
     (void)sd_notifyf(0, "STATUS=accepted %llu, delivered %llu, rejected %llu, "
-                     "backlog %llu%s%s",
+                     "backlog %llu%s%s%s%s",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
                      (unsigned long long)d->rejected,
                      (unsigned long long)backlog,
+                     d->sync_error ? ", spool error: " : "",
+                     d->sync_error ? strerror(-d->sync_error) : "",
                      st.last_error[0] ? ", last error: " : "",
                      st.last_error);
 }
