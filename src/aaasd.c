@@ -85,10 +85,14 @@ struct aaasd {
                                      * spool's write buffer drains */
     bool stopping;
     int sync_error;                 /* last sync failure, 0 when fine */
+    char *marker_buf;               /* SPOOL_MARKER_MAX bytes, for tail */
+    uint64_t retained;              /* last value given to spool_retain */
     uint64_t accepted;              /* events durable in the spool */
     uint64_t rejected;
     uint64_t appended;              /* events appended, durable or not */
 };
+
+static void aaasd_status(struct aaasd *d);
 
 static void
 pipeline_pause(struct aaasd *d)
@@ -110,6 +114,52 @@ pipeline_resume(struct aaasd *d)
         socket_input_resume(d->socket);
 }
 
+/*
+ * Puts the file inputs' read positions into the spool behind the lines
+ * they cover, so that both reach the disk in one sync: after a crash each
+ * file is read again from the first line that was not spooled.  Called
+ * before anything flushes the spool's buffer to its files.
+ */
+static void
+pipeline_mark(struct aaasd *d)
+{
+    size_t len = 0;
+    int r;
+
+    if (!d->tail || !d->marker_buf)
+        return;
+    for (;;) {
+        r = tail_marker(d->tail, d->marker_buf, SPOOL_MARKER_MAX, &len);
+        if (r < 0 || len == 0)
+            break;
+        r = spool_append_marker(d->spool, d->marker_buf, len);
+        if (r < 0) {
+            tail_marker_retry(d->tail);
+            break;
+        }
+    }
+    if (r < 0)
+        log_debug("tail: cannot spool the read positions: %s, trying at "
+                  "the next commit", strerror(-r));
+}
+
+/* Lets the spool drop markers that a saved offsets file now covers. */
+static void
+pipeline_retain(struct aaasd *d)
+{
+    uint64_t seq = d->tail ? tail_saved_seq(d->tail) : UINT64_MAX;
+    int r;
+
+    if (seq == d->retained)
+        return;
+    d->retained = seq;
+    r = spool_retain(d->spool, seq);
+    if (r < 0)
+        log_warning("spool: cannot delete acknowledged segments in '%s': "
+                    "%s, trying again later", d->cfg->spool_dir,
+                    strerror(-r));
+}
+
 static int
 pipeline_append(struct aaasd *d, uint64_t *ret_seq)
 {
@@ -118,6 +168,7 @@ pipeline_append(struct aaasd *d, uint64_t *ret_seq)
     r = spool_append(d->spool, d->builder.buf, d->builder.len, ret_seq);
     if (r == -EAGAIN) {
         /* The write buffer is full: write it out, then try once more. */
+        pipeline_mark(d);
         r = spool_sync_request(d->spool);
         if (r >= 0)
             r = spool_append(d->spool, d->builder.buf, d->builder.len,
@@ -483,11 +534,13 @@ pipeline_commit(sd_event_source *es, void *userdata)
     struct aaasd *d = userdata;
     int r;
 
+    pipeline_mark(d);
     r = spool_sync_request(d->spool);
     if (r < 0 && r != d->sync_error) {
         log_err("spool: cannot write to '%s': %s, holding events in memory "
                 "and retrying", d->cfg->spool_dir, strerror(-r));
         d->sync_error = r;
+        aaasd_status(d);
     }
     if (r < 0)
         pipeline_retry_later(d);
@@ -508,13 +561,17 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
             log_err("spool: cannot sync '%s': %s, events stay unacknowledged "
                     "and the sync is retried", d->cfg->spool_dir,
                     strerror(-r));
-        d->sync_error = r;
+        if (r != d->sync_error) {
+            d->sync_error = r;
+            aaasd_status(d);
+        }
         pipeline_retry_later(d);
         return 0;
     }
     if (d->sync_error) {
         log_notice("spool: '%s' is writable again", d->cfg->spool_dir);
         d->sync_error = 0;
+        aaasd_status(d);
     }
 
     durable = spool_durable_seq(d->spool);
@@ -525,6 +582,7 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
     }
     if (d->tail)
         tail_durable(d->tail, durable);
+    pipeline_retain(d);
     sender_kick(d->sender);
     return 0;
 }
@@ -553,7 +611,7 @@ aaasd_status(struct aaasd *d)
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
     (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
                      "%llu, backlog %llu, billed %llu bytes (%llu unpacked)"
-                     "%s%s",
+                     "%s%s%s%s",
                      st.stalled ? "STALLED, needs attention: " : "",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
@@ -561,6 +619,8 @@ aaasd_status(struct aaasd *d)
                      (unsigned long long)backlog,
                      (unsigned long long)st.billed_bytes,
                      (unsigned long long)st.billed_bytes_unpacked,
+                     d->sync_error ? ", spool error: " : "",
+                     d->sync_error ? strerror(-d->sync_error) : "",
                      st.last_error[0] ? ", last error: " : "",
                      st.last_error);
 }
@@ -571,6 +631,7 @@ aaasd_status_cb(sd_event_source *es, uint64_t usec, void *userdata)
     struct aaasd *d = userdata;
 
     aaasd_status(d);
+    pipeline_retain(d);
     (void)sd_event_source_set_time_relative(es, AAASD_STATUS_USEC);
     return 0;
 }
@@ -636,6 +697,7 @@ aaasd_on_term(sd_event_source *es, const struct signalfd_siginfo *si,
     /* No new input; what is already read is synced and sent. */
     d->socket = socket_input_free(d->socket);
     pipeline_pause(d);
+    pipeline_mark(d);
     (void)spool_sync_request(d->spool);
 
     r = sd_event_add_time_relative(d->event, &d->flush_timer,
@@ -769,6 +831,52 @@ aaasd_setup_inputs(struct aaasd *d)
             return r;
         }
     }
+    return 0;
+}
+
+static int
+aaasd_apply_marker(void *userdata, uint64_t seq, const void *data,
+                   size_t len)
+{
+    struct aaasd *d = userdata;
+    int r;
+
+    r = tail_apply_marker(d->tail, data, len);
+    if (r == -ENOMEM)
+        return r;
+    if (r < 0)
+        log_warning("tail: read positions spooled after event %llu do not "
+                    "parse: %s, ignoring them", (unsigned long long)seq,
+                    strerror(-r));
+    return 0;
+}
+
+/*
+ * Before the loop runs: the offsets file is loaded, now the positions
+ * spooled since it was saved move each file to the first line that is
+ * not in the spool.
+ */
+static int
+aaasd_replay_markers(struct aaasd *d)
+{
+    int r;
+
+    if (d->tail) {
+        d->marker_buf = malloc(SPOOL_MARKER_MAX);
+        if (!d->marker_buf)
+            return -ENOMEM;
+        r = spool_markers(d->spool, tail_saved_seq(d->tail),
+                          aaasd_apply_marker, d);
+        if (r < 0) {
+            log_err("spool: cannot read the read positions in '%s': %s, "
+                    "exiting", d->cfg->spool_dir, strerror(-r));
+            return r;
+        }
+        /* Everything recovered is on disk; nothing has been read yet. */
+        tail_durable(d->tail, spool_durable_seq(d->spool));
+    }
+    d->retained = 0;
+    pipeline_retain(d);
     return 0;
 }
 
@@ -938,6 +1046,9 @@ aaasd_setup(struct aaasd *d)
     r = aaasd_setup_inputs(d);
     if (r < 0)
         return r;
+    r = aaasd_replay_markers(d);
+    if (r < 0)
+        return r;
     r = aaasd_input_stats(d, d->cfg);
     if (r < 0)
         return r;
@@ -965,6 +1076,7 @@ aaasd_teardown(struct aaasd *d)
     free(d->input_stats);
     d->socket = socket_input_free(d->socket);
     if (d->spool) {
+        pipeline_mark(d);
         r = spool_sync_now(d->spool);
         if (r < 0)
             log_err("spool: final sync of '%s' failed: %s",
@@ -997,6 +1109,7 @@ aaasd_teardown(struct aaasd *d)
     jbuf_done(&d->raw);
     d->spool = spool_free(d->spool);
     d->parser = parse_json_free(d->parser);
+    free(d->marker_buf);
     event_builder_done(&d->builder);
     d->event = sd_event_unref(d->event);
 }
