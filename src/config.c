@@ -107,6 +107,10 @@ static const struct config_limit config_number_limits[] = {
     { "timeout",         1, CONFIG_MS_HOUR },
     { "retry_initial",   1, CONFIG_MS_HOUR },
     { "retry_max",       1, CONFIG_MS_DAY },
+    /* Seals: events per seal, milliseconds, seconds per key epoch. */
+    { "seal_every",      1, 1000000 },
+    { "seal_interval",   1, CONFIG_MS_HOUR },
+    { "epoch",           0, 366L * 86400 },
 };
 
 struct config_choice {
@@ -845,6 +849,9 @@ config_schema_new(void)
     };
     cfg_opt_t signing_opts[] = {
         CFG_STR_CB("key", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_INT_CB("seal_every", 1000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("seal_interval", 1000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("epoch", 0, CFGF_NONE, config_cb_number),
         CFG_END(),
     };
     cfg_opt_t opts[] = {
@@ -938,6 +945,9 @@ config_fill(cfg_t *root, struct config *c)
     c->firehose_timeout_ms = (unsigned)cfg_getint(fh, "timeout");
     c->retry_initial_ms = (unsigned)cfg_getint(fh, "retry_initial");
     c->retry_max_ms = (unsigned)cfg_getint(fh, "retry_max");
+    c->seal_every = (unsigned)cfg_getint(sign, "seal_every");
+    c->seal_interval_ms = (unsigned)cfg_getint(sign, "seal_interval");
+    c->epoch_sec = (unsigned)cfg_getint(sign, "epoch");
 
     r = config_dup(cfg_getstr(root, "state_dir"), &c->state_dir);
     if (r < 0)

@@ -63,6 +63,9 @@ struct config {
     unsigned retry_max_ms;
 
     char *signing_key;          /* NULL: no seals */
+    unsigned seal_every;        /* events per seal */
+    unsigned seal_interval_ms;  /* longest wait before a seal */
+    unsigned epoch_sec;         /* key epoch length; 0: one epoch */
 };
 
 int config_load(const char *path, struct config **ret);
