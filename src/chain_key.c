@@ -231,6 +231,7 @@ int
 chain_key_save(const char *path, const struct chain_key *k, bool exclusive)
 {
     char tmp[4096];
+    bool placed = false;
     BIO *bio = NULL;
     char *data;
     long len;
@@ -265,12 +266,16 @@ chain_key_save(const char *path, const struct chain_key *k, bool exclusive)
         r = rename(tmp, path) < 0 ? -errno : 0;
     if (r < 0)
         goto out;
+    placed = true;
     r = chain_key_sync_dir(path);
 out:
     if (fd >= 0)
         (void)close(fd);
-    if (r < 0 || exclusive)
+    /* Once placed, tmp is the key itself (or gone): only its name goes. */
+    if (!placed)
         (void)chain_key_erase_file(tmp);
+    else if (exclusive)
+        (void)unlink(tmp);
     OPENSSL_cleanse(data, (size_t)len);
     BIO_free(bio);
     return r;

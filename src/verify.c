@@ -691,12 +691,17 @@ verify_edges(struct vagent *a, struct vfind *f)
     for (size_t i = 0; i < a->n_seals; i++) {
         const struct vseal *s = &a->seals[i];
 
-        if (s->status != SEAL_OK)
+        /*
+         * A seal that does not verify still shows that its numbers were
+         * used: lines cut off behind it are reported missing, not
+         * silently absent.
+         */
+        if (s->drop || s->status == SEAL_MALFORMED)
             continue;
         if (s->count && s->first < lo)
             lo = s->first;
-        if (s->last > hi)
-            hi = s->last;
+        if (s->seq > hi)
+            hi = s->seq;
     }
     if (lo < first)
         r = verify_missing(a, f, lo, first == UINT64_MAX ? hi : first - 1);
@@ -829,70 +834,98 @@ verify_sig(const struct vkey *k, const struct vseal *s)
     return ok;
 }
 
-/* Seals in order: signatures, keys and epochs, announcements. */
+static enum seal_status
+verify_seal_status(const struct verify *v, const struct vagent *a,
+                   const struct vseal *s)
+{
+    const struct vkey *k;
+
+    if (strcmp(s->agent, a->id) != 0)
+        return SEAL_AGENT;
+    k = verify_find_key(v, a, s->key_id);
+    if (!k)
+        return SEAL_UNKNOWN_KEY;
+    if (!verify_sig(k, s))
+        return SEAL_BAD_SIG;
+    if (k->epoch != s->epoch)
+        return SEAL_WRONG_EPOCH;
+    if (k->after_seq && s->first <= k->after_seq)
+        return SEAL_OUT_OF_EPOCH;
+    if (s->last + 1 < s->first || s->count != s->last + 1 - s->first)
+        return SEAL_MALFORMED;
+    return SEAL_OK;
+}
+
+static int
+verify_announce(struct vagent *a, const struct verify *v,
+                const struct vseal *s)
+{
+    struct vkey nk = { .epoch = s->epoch + 1, .after_seq = s->seq };
+    int r;
+
+    memcpy(nk.pub, s->next_pub, CHAIN_PUB_LEN);
+    chain_key_id(nk.pub, nk.id);
+    if (verify_find_key(v, a, nk.id))
+        return 0;
+    r = verify_grow((void **)&a->keys, &a->cap_keys, a->n_keys, sizeof(nk));
+    if (r < 0)
+        return r;
+    a->keys[a->n_keys++] = nk;
+    return 0;
+}
+
+/*
+ * Seals in order: signatures, keys and epochs, announcements.  Keys are
+ * learnt in sequence order, from the pinned ones on; a seal whose key is
+ * announced only later is looked at again at the end, so that a later
+ * epoch's key used on an earlier range is named as such.
+ */
 static int
 verify_seals(struct verify *v, struct vagent *a, struct vfind *f)
 {
+    int r;
+
+    struct vseal *p = NULL;     /* the last seal made by this agent */
+
     qsort(a->seals, a->n_seals, sizeof(*a->seals), vseal_cmp);
     for (size_t i = 0; i < a->n_seals; i++) {
         struct vseal *s = &a->seals[i];
-        const struct vkey *k;
 
-        if (i > 0 && a->seals[i - 1].seq == s->seq) {
-            struct vseal *p = &a->seals[i - 1];
-
-            s->drop = true;
-            if (p->msg_len == s->msg_len &&
-                memcmp(p->msg, s->msg, s->msg_len) == 0 &&
-                memcmp(p->sig, s->sig, CHAIN_SIG_LEN) == 0) {
-                f->seal_dups++;
-                v->obj_dups[s->obj]++;
-                continue;
-            }
-            s->drop = false;
-            s->status = SEAL_CONFLICT;
-            continue;
-        }
+        /* Another agent's seal is named as such and displaces nothing. */
         if (strcmp(s->agent, a->id) != 0) {
             s->status = SEAL_AGENT;
             continue;
         }
-        k = verify_find_key(v, a, s->key_id);
-        if (!k) {
-            s->status = SEAL_UNKNOWN_KEY;
-            continue;
-        }
-        if (!verify_sig(k, s)) {
-            s->status = SEAL_BAD_SIG;
-            continue;
-        }
-        if (k->epoch != s->epoch) {
-            s->status = SEAL_WRONG_EPOCH;
-            continue;
-        }
-        if (k->after_seq && s->first <= k->after_seq) {
-            s->status = SEAL_OUT_OF_EPOCH;
-            continue;
-        }
-        if (s->last + 1 < s->first || s->count != s->last + 1 - s->first) {
-            s->status = SEAL_MALFORMED;
-            continue;
-        }
-        s->status = SEAL_OK;
-        if (s->has_next) {
-            struct vkey nk = { .epoch = s->epoch + 1, .after_seq = s->seq };
+        if (p && p->seq == s->seq) {
 
-            memcpy(nk.pub, s->next_pub, CHAIN_PUB_LEN);
-            chain_key_id(nk.pub, nk.id);
-            if (!verify_find_key(v, a, nk.id)) {
-                int r = verify_grow((void **)&a->keys, &a->cap_keys,
-                                    a->n_keys, sizeof(nk));
-
-                if (r < 0)
-                    return r;
-                a->keys[a->n_keys++] = nk;
+            if (p->msg_len == s->msg_len &&
+                memcmp(p->msg, s->msg, s->msg_len) == 0 &&
+                memcmp(p->sig, s->sig, CHAIN_SIG_LEN) == 0) {
+                s->drop = true;
+                f->seal_dups++;
+                v->obj_dups[s->obj]++;
+                continue;
             }
+            s->status = SEAL_CONFLICT;
+            continue;
         }
+        p = s;
+        s->status = verify_seal_status(v, a, s);
+        if (s->status == SEAL_OK && s->has_next) {
+            r = verify_announce(a, v, s);
+            if (r < 0)
+                return r;
+        }
+    }
+    for (size_t i = 0; i < a->n_seals; i++) {
+        struct vseal *s = &a->seals[i];
+
+        if (s->status != SEAL_UNKNOWN_KEY)
+            continue;
+        s->status = verify_seal_status(v, a, s);
+        /* Known now only because announced after it: out of its epoch. */
+        if (s->status == SEAL_OK)
+            s->status = SEAL_OUT_OF_EPOCH;
     }
     return 0;
 }
