@@ -104,6 +104,9 @@ int chain_seal_message(const char *line, size_t len, char *buf, size_t cap,
 int chain_split(const char *line, size_t len, size_t *ret_at,
                 uint8_t ret_hash[static CHAIN_HASH_LEN]);
 
+/* EVP_DigestInit for SHA-256 on a reused context; 1 on success. */
+int chain_md_init(EVP_MD_CTX *md);
+
 /* hash = SHA-256(prev || SHA-256(line without its chain field)). */
 int chain_hash_line(EVP_MD_CTX *md, const uint8_t prev[static CHAIN_HASH_LEN],
                     const char *line, size_t len, size_t at,

@@ -48,8 +48,8 @@ enum seal_status {
 static const char *const seal_reasons[] = {
     [SEAL_OK] = "verified",
     [SEAL_BAD_SIG] = "signature does not verify",
-    [SEAL_UNKNOWN_KEY] = "signed with a key that is neither pinned nor "
-                         "announced",
+    [SEAL_UNKNOWN_KEY] = ("signed with a key that is neither pinned nor "
+                          "announced"),
     [SEAL_WRONG_EPOCH] = "key belongs to another epoch",
     [SEAL_OUT_OF_EPOCH] = "covers lines from before its key's epoch began",
     [SEAL_AGENT] = "made by another agent",
@@ -104,6 +104,7 @@ struct verify {
     size_t n_roots;
     struct vagent *agents;
     size_t n_agents;
+    size_t last_agent;          /* most lines come in runs of one agent */
     char **objects;
     size_t n_objects;
     uint64_t *obj_lines, *obj_dups;
@@ -220,7 +221,7 @@ verify_begin_object(struct verify *v, const char *name)
 static struct vagent *
 verify_agent(struct verify *v, const char *id, size_t len)
 {
-    static size_t last;
+    size_t last = v->last_agent;
     struct vagent *a;
     void *p;
 
@@ -232,7 +233,7 @@ verify_agent(struct verify *v, const char *id, size_t len)
     for (size_t i = 0; i < v->n_agents; i++)
         if (strlen(v->agents[i].id) == len &&
             memcmp(v->agents[i].id, id, len) == 0) {
-            last = i;
+            v->last_agent = i;
             return &v->agents[i];
         }
     p = realloc(v->agents, (v->n_agents + 1) * sizeof(*a));
@@ -244,7 +245,7 @@ verify_agent(struct verify *v, const char *id, size_t len)
     memcpy(a->id, id, len);
     if (chain_genesis(a->id, a->genesis) < 0)
         return NULL;
-    last = v->n_agents++;
+    v->last_agent = v->n_agents++;
     return a;
 }
 
@@ -331,7 +332,7 @@ verify_chained(struct verify *v, const char *line, size_t len)
     l->obj = (uint32_t)(v->n_objects - 1);
     l->link = LINK_UNKNOWN;
     l->drop = 0;
-    if (EVP_DigestInit_ex(v->md, EVP_sha256(), NULL) != 1 ||
+    if (chain_md_init(v->md) != 1 ||
         EVP_DigestUpdate(v->md, line, at) != 1 ||
         EVP_DigestUpdate(v->md, line + at + CHAIN_FIELD_LEN,
                          len - at - CHAIN_FIELD_LEN) != 1 ||
@@ -519,7 +520,7 @@ static void
 verify_link_hash(struct verify *v, const uint8_t *prev, const uint8_t *d,
                  uint8_t *out)
 {
-    (void)EVP_DigestInit_ex(v->md, EVP_sha256(), NULL);
+    (void)chain_md_init(v->md);
     (void)EVP_DigestUpdate(v->md, prev, CHAIN_HASH_LEN);
     (void)EVP_DigestUpdate(v->md, d, CHAIN_HASH_LEN);
     (void)EVP_DigestFinal_ex(v->md, out, NULL);
