@@ -30,6 +30,7 @@
 #include "parse_auditd.h"
 #include "parse_json.h"
 #include "parse_raw.h"
+#include "sealer.h"
 #include "sender.h"
 #include "sigv4.h"
 #include "socket_input.h"
@@ -72,6 +73,8 @@ struct aaasd {
     uint64_t reloads;
     uint64_t reload_failures;
     char last_error[512];           /* the sender's, for status_report */
+    struct sealer *sealer;
+    sd_event_source *seal_timer;    /* seals a range that grew old */
 
     sd_event_source *commit;        /* requests a sync after appends */
     sd_event_source *sync_io;       /* the spool's sync completions */
@@ -161,18 +164,18 @@ pipeline_retain(struct aaasd *d)
 }
 
 static int
-pipeline_append(struct aaasd *d, uint64_t *ret_seq)
+pipeline_append_line(struct aaasd *d, const char *buf, size_t len,
+                     uint64_t *ret_seq)
 {
     int r;
 
-    r = spool_append(d->spool, d->builder.buf, d->builder.len, ret_seq);
+    r = spool_append(d->spool, buf, len, ret_seq);
     if (r == -EAGAIN) {
         /* The write buffer is full: write it out, then try once more. */
         pipeline_mark(d);
         r = spool_sync_request(d->spool);
         if (r >= 0)
-            r = spool_append(d->spool, d->builder.buf, d->builder.len,
-                             ret_seq);
+            r = spool_append(d->spool, buf, len, ret_seq);
     }
     if (r == -ENOSPC && !d->full) {
         d->full = true;
@@ -180,6 +183,57 @@ pipeline_append(struct aaasd *d, uint64_t *ret_seq)
                    "until the sink catches up", d->cfg->spool_dir);
     }
     return r;
+}
+
+static int
+pipeline_append(struct aaasd *d, uint64_t *ret_seq)
+{
+    return pipeline_append_line(d, d->builder.buf, d->builder.len, ret_seq);
+}
+
+/*
+ * Appends a seal for the range since the last one.  A seal the spool
+ * refuses now is built again, over a longer range, at the next try.
+ */
+static void
+pipeline_seal(struct aaasd *d, bool now_anyway)
+{
+    struct timespec now;
+    const char *line;
+    uint64_t seq, due;
+    size_t len;
+    int r;
+
+    if (!d->sealer || !sealer_signing(d->sealer))
+        return;
+    due = sealer_due_in(d->sealer);
+    if (due == 0 || (now_anyway && due != UINT64_MAX)) {
+        (void)clock_gettime(CLOCK_REALTIME, &now);
+        r = sealer_build(d->sealer, spool_next_seq(d->spool), &now, &line,
+                         &len);
+        if (r >= 0)
+            r = pipeline_append_line(d, line, len, &seq);
+        if (r >= 0) {
+            sealer_sealed(d->sealer, seq);
+            (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+        } else if (r != -EAGAIN && r != -ENOSPC) {
+            log_err("chain: cannot seal events up to %llu: %s, retrying "
+                    "with the next event", (unsigned long long)
+                    (spool_next_seq(d->spool) - 1), strerror(-r));
+        }
+        due = sealer_due_in(d->sealer);
+    }
+    if (due != UINT64_MAX && d->seal_timer &&
+        sd_event_source_set_time_relative(d->seal_timer,
+                                          due ? due : 1000) >= 0)
+        (void)sd_event_source_set_enabled(d->seal_timer, SD_EVENT_ONESHOT);
+}
+
+static int
+pipeline_seal_cb(sd_event_source *es, uint64_t usec, void *userdata)
+{
+    pipeline_seal(userdata, false);
+    return 0;
 }
 
 /*
@@ -234,6 +288,8 @@ pipeline_store(struct aaasd *d, const char *obj, size_t len,
         d->held = true;
         return r == -ENOSPC ? -EAGAIN : r;
     }
+    if (d->sealer)
+        sealer_committed(d->sealer, *ret_seq);
     if (reason) {
         d->rejected++;
         log_debug("pipeline: event %llu rejected: %s",
@@ -241,6 +297,11 @@ pipeline_store(struct aaasd *d, const char *obj, size_t len,
     }
     d->appended++;
     (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+    if (d->seal_timer &&
+        sd_event_source_get_enabled(d->seal_timer, NULL) == SD_EVENT_OFF)
+        pipeline_seal(d, false);
+    else if (d->sealer && sealer_due_in(d->sealer) == 0)
+        pipeline_seal(d, false);
     return 0;
 }
 
@@ -583,6 +644,19 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
     if (d->tail)
         tail_durable(d->tail, durable);
     pipeline_retain(d);
+    if (d->sealer) {
+        r = sealer_durable(d->sealer, durable);
+        if (r < 0)
+            log_err("chain: cannot replace the key file '%s' at the end of "
+                    "epoch %llu: %s, keeping the old key and retrying",
+                    d->cfg->signing_key,
+                    (unsigned long long)sealer_epoch(d->sealer),
+                    strerror(-r));
+        else if (r > 0)
+            log_notice("chain: signing epoch %llu began, the previous key "
+                       "is erased", (unsigned long long)
+                       sealer_epoch(d->sealer));
+    }
     sender_kick(d->sender);
     return 0;
 }
@@ -697,6 +771,10 @@ aaasd_on_term(sd_event_source *es, const struct signalfd_siginfo *si,
     /* No new input; what is already read is synced and sent. */
     d->socket = socket_input_free(d->socket);
     pipeline_pause(d);
+    /* What is in the spool leaves sealed, without waiting for the timer. */
+    if (d->sealer && sealer_due_in(d->sealer) != UINT64_MAX) {
+        pipeline_seal(d, true);
+    }
     pipeline_mark(d);
     (void)spool_sync_request(d->spool);
 
@@ -881,6 +959,50 @@ aaasd_replay_markers(struct aaasd *d)
 }
 
 static int
+aaasd_setup_chain(struct aaasd *d)
+{
+    struct config *c = d->cfg;
+    struct sealer_options so = {
+        .agent = d->builder.agent,
+        .key_path = c->signing_key,
+        .state_dir = c->state_dir,
+        .seal_every = c->seal_every,
+        .seal_interval_ms = c->seal_interval_ms,
+        .epoch_sec = c->epoch_sec,
+    };
+    const char *why = NULL;
+    int r;
+
+    r = aaasd_mkdir_p(c->state_dir, 0750);
+    if (r < 0) {
+        log_err("cannot create state directory '%s': %s, exiting",
+                c->state_dir, strerror(-r));
+        return r;
+    }
+    r = sealer_new(&so, d->spool, &d->sealer, &why);
+    if (r < 0) {
+        if (c->signing_key && why)
+            log_err("chain: refusing signing key '%s': %s, exiting",
+                    c->signing_key, why);
+        else
+            log_err("chain: cannot set up the chain (key '%s', state in "
+                    "'%s'): %s, exiting", c->signing_key ? c->signing_key
+                    : "none", c->state_dir, strerror(-r));
+        return r;
+    }
+    d->builder.chain = sealer_chain(d->sealer);
+
+    r = sd_event_add_time(d->event, &d->seal_timer, CLOCK_MONOTONIC,
+                          UINT64_MAX, 0, pipeline_seal_cb, d);
+    if (r < 0)
+        return r;
+    (void)sd_event_source_set_enabled(d->seal_timer, SD_EVENT_OFF);
+    /* A range left open by the last run is sealed soon. */
+    pipeline_seal(d, false);
+    return 0;
+}
+
+static int
 aaasd_setup_spool(struct aaasd *d)
 {
     struct config *c = d->cfg;
@@ -926,7 +1048,7 @@ aaasd_setup_spool(struct aaasd *d)
     if (r < 0)
         return r;
     (void)sd_event_source_set_enabled(d->retry_timer, SD_EVENT_OFF);
-    return 0;
+    return aaasd_setup_chain(d);
 }
 
 /* One place maps the config to the sender, for start-up and reload. */
@@ -1107,6 +1229,9 @@ aaasd_teardown(struct aaasd *d)
     sd_event_source_disable_unref(d->auditd_timer);
     d->auditd = parse_auditd_free(d->auditd);
     jbuf_done(&d->raw);
+    sd_event_source_disable_unref(d->seal_timer);
+    /* After the final sync: the state names only lines that are spooled. */
+    d->sealer = sealer_free(d->sealer);
     d->spool = spool_free(d->spool);
     d->parser = parse_json_free(d->parser);
     free(d->marker_buf);

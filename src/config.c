@@ -115,6 +115,10 @@ static const struct config_limit config_number_limits[] = {
     { "connect_timeout", 1, CONFIG_MS_HOUR },
     { "low_speed_time",  1000, CONFIG_MS_HOUR },
     { "max_records_per_second", 0, 10000000 },  /* 0: no limit */
+    /* Seals: events per seal, milliseconds, seconds per key epoch. */
+    { "seal_every",      1, 1000000 },
+    { "seal_interval",   1, CONFIG_MS_HOUR },
+    { "epoch",           0, 366L * 86400 },
 };
 
 struct config_choice {
@@ -923,6 +927,9 @@ config_schema_new(void)
     };
     cfg_opt_t signing_opts[] = {
         CFG_STR_CB("key", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_INT_CB("seal_every", 1000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("seal_interval", 1000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("epoch", 0, CFGF_NONE, config_cb_number),
         CFG_END(),
     };
     cfg_opt_t control_opts[] = {
@@ -1036,6 +1043,9 @@ config_fill(cfg_t *root, struct config *c)
             (unsigned)cfg_getint(fh, "max_records_per_second");
     c->firehose_max_bytes_per_second =
             (uint64_t)cfg_getint(fh, "max_bytes_per_second");
+    c->seal_every = (unsigned)cfg_getint(sign, "seal_every");
+    c->seal_interval_ms = (unsigned)cfg_getint(sign, "seal_interval");
+    c->epoch_sec = (unsigned)cfg_getint(sign, "epoch");
 
     r = config_dup(cfg_getstr(root, "state_dir"), &c->state_dir);
     if (r < 0)

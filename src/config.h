@@ -81,6 +81,9 @@ struct config {
     char *control_path;
     mode_t control_mode;
     char *control_group;        /* NULL: leave the group alone */
+    unsigned seal_every;        /* events per seal */
+    unsigned seal_interval_ms;  /* longest wait before a seal */
+    unsigned epoch_sec;         /* key epoch length; 0: one epoch */
 };
 
 int config_load(const char *path, struct config **ret);

@@ -241,6 +241,9 @@ test_defaults(void **state)
     assert_string_equal(c->control_path, "/run/aaas/control.sock");
     assert_int_equal(c->control_mode, 0660);
     assert_null(c->control_group);
+    assert_int_equal(c->seal_every, 1000);
+    assert_int_equal(c->seal_interval_ms, 1000);
+    assert_int_equal(c->epoch_sec, 0);
     free(log);
     config_free(c);
 }
@@ -305,6 +308,9 @@ test_every_option(void **state)
         "}\n"
         "signing {\n"
         "    key = \"/etc/aaas/k\"\n"
+        "    seal_every = 50\n"
+        "    seal_interval = 250\n"
+        "    epoch = 3600\n"
         "}\n"
         "control {\n"
         "    enabled = false\n"
@@ -368,6 +374,9 @@ test_every_option(void **state)
     assert_int_equal(c->firehose_max_records_per_second, 1000);
     assert_int_equal(c->firehose_max_bytes_per_second, 1024 * 1024);
     assert_string_equal(c->signing_key, "/etc/aaas/k");
+    assert_int_equal(c->seal_every, 50);
+    assert_int_equal(c->seal_interval_ms, 250);
+    assert_int_equal(c->epoch_sec, 3600);
     free(log);
     config_free(c);
 }
@@ -495,6 +504,12 @@ static const struct bad_case bad_cases[] = {
       "spool.dir: 'spool' is not an absolute path" },
     { "signing {\n  key = \"signing.key\"\n}\n", 2,
       "signing.key: 'signing.key' is not an absolute path" },
+    { "signing {\n  seal_every = 0\n}\n", 2,
+      "signing.seal_every: 0 is out of range (1 to 1000000)" },
+    { "signing {\n\n  seal_interval = \"soon\"\n}\n", 3,
+      "signing.seal_interval: 'soon' is not a whole number" },
+    { "signing {\n  epoch = 99999999\n}\n", 2,
+      "signing.epoch: 99999999 is out of range (0 to 31622400)" },
     { "input \"a\" {\n  path = \"\"\n}\n", 2,
       "input 'a' path: must not be empty" },
     { "input \"a\" {\n  path = \"*.log\"\n}\n", 2,
