@@ -28,6 +28,8 @@
 #define AAASCTL_READ_BUF (4u * 1024u * 1024u)
 #define AAASCTL_DEFAULT_SOCKET "/run/aaas/control.sock"
 
+static void usage(FILE *f);
+
 static const char *arg_socket = AAASCTL_DEFAULT_SOCKET;
 
 struct aaasctl_command {
