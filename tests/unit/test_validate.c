@@ -229,7 +229,8 @@ test_required_and_typed(void **state)
     tv_expect(t, "{\"actor\":{\"id\":\"u1\"}}", NULL);
     tv_expect(t, "{\"actor\":{\"id\":1}}",
               "member 'actor.id' is a number, expected string");
-    tv_expect(t, "{\"actor\":[]}", "member 'actor' is an array, expected object");
+    tv_expect(t, "{\"actor\":[]}",
+              "member 'actor' is an array, expected object");
     tv_expect(t, "{\"actor\":{}}", "missing required member 'actor.id'");
 }
 
