@@ -30,6 +30,7 @@
 #include "parse_auditd.h"
 #include "parse_json.h"
 #include "parse_raw.h"
+#include "reject_file.h"
 #include "sealer.h"
 #include "sender.h"
 #include "sigv4.h"
@@ -37,6 +38,7 @@
 #include "spool.h"
 #include "status.h"
 #include "tail.h"
+#include "validate.h"
 
 #define AAASD_DEFAULT_CONFIG "/etc/aaas.conf"
 #define AAASD_STATUS_USEC (5ull * 1000000ull)
@@ -46,6 +48,12 @@
 #define AAASD_REJECT_RAW_MAX (512u * 1024u)
 #define AAASD_PARSE_DEPTH 64
 #define AAASD_RETRY_USEC (200ull * 1000ull)
+
+/* What applies to the events of one input, or of the socket. */
+struct pipeline_scope {
+    struct validate *validate;      /* from the config; NULL: no rules */
+    struct reject_file *rejects;    /* NULL: rejects are delivered */
+};
 
 static const char *arg_config = AAASD_DEFAULT_CONFIG;
 static int arg_check_config;
@@ -76,6 +84,12 @@ struct aaasd {
     struct sealer *sealer;
     sd_event_source *seal_timer;    /* seals a range that grew old */
 
+    struct pipeline_scope socket_scope;
+    struct pipeline_scope *input_scopes;    /* one per config input */
+    struct reject_file **reject_files;      /* each path once; owned */
+    size_t n_reject_files;
+    int reject_error;               /* last reject file failure, 0: fine */
+
     sd_event_source *commit;        /* requests a sync after appends */
     sd_event_source *sync_io;       /* the spool's sync completions */
     sd_event_source *status_timer;
@@ -92,6 +106,7 @@ struct aaasd {
     uint64_t retained;              /* last value given to spool_retain */
     uint64_t accepted;              /* events durable in the spool */
     uint64_t rejected;
+    uint64_t rejects_kept;          /* of those, kept in a reject file */
     uint64_t appended;              /* events appended, durable or not */
 };
 
@@ -237,12 +252,70 @@ pipeline_seal_cb(sd_event_source *es, uint64_t usec, void *userdata)
 }
 
 /*
+ * Makes the held reject lines durable.  Runs before file offsets may
+ * move (see pipeline_synced), so a line taken from a file is on disk in
+ * the spool or in a reject file.  Returns false while lines stay held.
+ */
+static bool
+pipeline_flush_rejects(struct aaasd *d)
+{
+    bool clean = true;
+    int r;
+
+    for (size_t i = 0; i < d->n_reject_files; i++) {
+        struct reject_file *f = d->reject_files[i];
+
+        r = reject_file_flush(f);
+        if (r < 0) {
+            if (r != d->reject_error)
+                log_err("pipeline: cannot append to reject file '%s': %s, "
+                        "holding its lines and file offsets, retrying",
+                        reject_file_path(f), strerror(-r));
+            d->reject_error = r;
+            clean = false;
+        }
+    }
+    if (clean && d->reject_error) {
+        log_notice("pipeline: reject files are writable again");
+        d->reject_error = 0;
+    }
+    return clean;
+}
+
+/*
+ * Keeps the reject just built in its scope's file.  Returns false when
+ * that cannot be done now (the file is failing and its buffer full): the
+ * caller delivers the reject instead, since a reject is never dropped.
+ */
+static bool
+pipeline_keep_reject(struct aaasd *d, struct reject_file *f)
+{
+    int r;
+
+    r = reject_file_append(f, d->builder.buf, d->builder.len);
+    if (r == -ENOBUFS && pipeline_flush_rejects(d))
+        r = reject_file_append(f, d->builder.buf, d->builder.len);
+    if (r < 0) {
+        log_warning("pipeline: cannot keep a reject in '%s': %s, "
+                    "delivering it instead", reject_file_path(f),
+                    strerror(-r));
+        return false;
+    }
+    d->rejected++;
+    d->rejects_kept++;
+    (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+    return true;
+}
+
+/*
  * Stores one checked object (obj, with pr from parse_json_check() or a
- * parser that built it) or, with a reason, a reject record of raw.
- * Returns -EAGAIN to make the input hold the line.
+ * parser that built it) or, with a reason, a reject record of raw: in
+ * the spool, or in the scope's reject file when it has one.  Returns
+ * -EAGAIN to make the input hold the line.
  */
 static int
-pipeline_store(struct aaasd *d, const char *obj, size_t len,
+pipeline_store(struct aaasd *d, const struct pipeline_scope *sc,
+               const char *obj, size_t len,
                const struct parse_json_result *pr, const char *raw,
                size_t raw_len, const char *reason,
                const struct event_source *src, uint64_t *ret_seq)
@@ -276,6 +349,23 @@ pipeline_store(struct aaasd *d, const char *obj, size_t len,
         size_t keep = raw_len > AAASD_REJECT_RAW_MAX ? AAASD_REJECT_RAW_MAX
                                                      : raw_len;
 
+        if (sc && sc->rejects) {
+            r = event_build_reject(&d->builder, raw, keep, reason,
+                                   EVENT_SEQ_NONE, src, &now);
+            if (r < 0)
+                return r;
+            /*
+             * Nothing spooled: the line counts as held by the last event
+             * spooled before it, and pipeline_synced() flushes the reject
+             * file before file offsets move past that event.
+             */
+            if (pipeline_keep_reject(d, sc->rejects)) {
+                log_debug("pipeline: reject kept in '%s': %s",
+                          reject_file_path(sc->rejects), reason);
+                *ret_seq = seq - 1;
+                return 0;
+            }
+        }
         r = event_build_reject(&d->builder, raw, keep, reason, seq, src,
                                &now);
         if (r < 0)
@@ -310,8 +400,9 @@ pipeline_store(struct aaasd *d, const char *obj, size_t len,
  * or a reject record.  Returns -EAGAIN to make the input hold the line.
  */
 static int
-pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
-              size_t max, const struct event_source *src, uint64_t *ret_seq)
+pipeline_take(struct aaasd *d, const struct pipeline_scope *sc,
+              const char *data, size_t len, bool truncated, size_t max,
+              const struct event_source *src, uint64_t *ret_seq)
 {
     struct parse_json_result pr = { 0 };
     const char *reason = NULL;
@@ -324,17 +415,40 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
         (void)snprintf(why, sizeof(why), "line longer than %zu bytes", max);
         reason = why;
     } else {
-        /* Out of memory is a reason too: the line is kept, not lost. */
-        (void)parse_json_check(d->parser, data, len, &pr, &reason);
+        /*
+         * Out of memory is a reason too: the line is kept, not lost.  The
+         * rules are checked in the JSON check's own pass.
+         */
+        (void)validate_check(sc->validate, d->parser, data, len, &pr,
+                             &reason);
     }
-    return pipeline_store(d, data, len, &pr, data, len, reason, src,
+    return pipeline_store(d, sc, data, len, &pr, data, len, reason, src,
                           ret_seq);
+}
+
+/*
+ * The rules on an object a parser built (auditd, raw): that object is
+ * good JSON, so only a rule can refuse it.  NULL when it passes.
+ */
+static const char *
+pipeline_check_built(struct aaasd *d, const struct pipeline_scope *sc,
+                     const char *obj, size_t len)
+{
+    struct parse_json_result pr;
+    const char *reason = NULL;
+    int r;
+
+    if (!sc->validate)
+        return NULL;
+    r = validate_check(sc->validate, d->parser, obj, len, &pr, &reason);
+    return r < 0 ? reason : NULL;
 }
 
 static int
 pipeline_raw_line(struct aaasd *d, const struct tail_line *l,
                   const struct event_source *src, uint64_t *ret_seq)
 {
+    const struct pipeline_scope *sc = &d->input_scopes[l->input_index];
     struct parse_json_result pr = { 0 };
     const char *reason = NULL;
     int r;
@@ -342,15 +456,17 @@ pipeline_raw_line(struct aaasd *d, const struct tail_line *l,
     if (d->full || d->stopping)
         return -EAGAIN;
     if (l->truncated)
-        return pipeline_take(d, l->data, l->len, true,
+        return pipeline_take(d, sc, l->data, l->len, true,
                              d->cfg->inputs[l->input_index].max_line, src,
                              ret_seq);
     r = parse_raw_build(&d->raw, l->data, l->len, &reason);
     if (r == -ENOMEM)
         return r;
+    if (r >= 0)
+        reason = pipeline_check_built(d, sc, d->raw.buf, d->raw.len);
     pr.close = d->raw.len - 1;
-    return pipeline_store(d, d->raw.buf, d->raw.len, &pr, l->data, l->len,
-                          r < 0 ? reason : NULL, src, ret_seq);
+    return pipeline_store(d, sc, d->raw.buf, d->raw.len, &pr, l->data,
+                          l->len, reason, src, ret_seq);
 }
 
 static uint64_t
@@ -376,12 +492,21 @@ pipeline_auditd_emit(struct aaasd *d, struct parse_auditd_event *ev)
     size_t len;
     int r;
 
+    const struct pipeline_scope *sc = NULL;
+    const char *reason = NULL;
+
     r = parse_auditd_render(d->auditd, ev, &json, &len);
     if (r < 0)
         return r;
     parse_auditd_event_source(ev, &id, &src.input, &src.path);
+    for (size_t i = 0; i < d->cfg->n_inputs && !sc; i++)
+        if (strcmp(d->cfg->inputs[i].name, src.input) == 0)
+            sc = &d->input_scopes[i];
+    if (sc)
+        reason = pipeline_check_built(d, sc, json, len);
     pr.close = len - 1;
-    r = pipeline_store(d, json, len, &pr, json, len, NULL, &src, &seq);
+    r = pipeline_store(d, sc, json, len, &pr, json, len, reason, &src,
+                       &seq);
     if (r < 0)
         return r;
     parse_auditd_drop(d->auditd, ev);
@@ -463,11 +588,13 @@ pipeline_auditd_line(struct aaasd *d, const struct tail_line *l,
     const char *reason = NULL;
     int r;
 
+    const struct pipeline_scope *sc = &d->input_scopes[l->input_index];
+
     if (d->full || d->stopping)
         return -EAGAIN;
     if (l->truncated)
-        return pipeline_take(d, l->data, l->len, true, in->max_line, src,
-                             ret_seq);
+        return pipeline_take(d, sc, l->data, l->len, true, in->max_line,
+                             src, ret_seq);
 
     for (;;) {
         r = parse_auditd_add(d->auditd, &ps, l->data, l->len,
@@ -479,8 +606,8 @@ pipeline_auditd_line(struct aaasd *d, const struct tail_line *l,
             return r;
     }
     if (r == -EBADMSG)
-        return pipeline_store(d, NULL, 0, NULL, l->data, l->len, reason, src,
-                              ret_seq);
+        return pipeline_store(d, sc, NULL, 0, NULL, l->data, l->len, reason,
+                              src, ret_seq);
     if (r < 0)
         return r;
     if (r == PARSE_AUDITD_COMPLETE) {
@@ -530,8 +657,8 @@ pipeline_file_line(void *userdata, const struct tail_line *l,
         r = pipeline_raw_line(d, l, &src, ret_seq);
         break;
     default:
-        r = pipeline_take(d, l->data, l->len, l->truncated, in->max_line,
-                          &src, ret_seq);
+        r = pipeline_take(d, &d->input_scopes[l->input_index], l->data,
+                          l->len, l->truncated, in->max_line, &src, ret_seq);
         break;
     }
     if (r >= 0)
@@ -555,7 +682,7 @@ pipeline_socket_line(void *userdata, const struct socket_line *l,
     uint64_t rejected = d->rejected;
     int r;
 
-    r = pipeline_take(d, l->data, l->len, l->truncated,
+    r = pipeline_take(d, &d->socket_scope, l->data, l->len, l->truncated,
                       d->cfg->max_event_size, &src, ret_seq);
     if (r >= 0)
         pipeline_count(d, d->cfg->n_inputs, rejected);
@@ -595,6 +722,8 @@ pipeline_commit(sd_event_source *es, void *userdata)
     struct aaasd *d = userdata;
     int r;
 
+    if (!pipeline_flush_rejects(d))
+        pipeline_retry_later(d);
     pipeline_mark(d);
     r = spool_sync_request(d->spool);
     if (r < 0 && r != d->sync_error) {
@@ -641,7 +770,11 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
         d->held = false;
         pipeline_resume(d);
     }
-    if (d->tail)
+    /*
+     * A line kept in a reject file counts as held by the event spooled
+     * before it, so offsets may only move once the reject file is synced.
+     */
+    if (d->tail && pipeline_flush_rejects(d))
         tail_durable(d->tail, durable);
     pipeline_retain(d);
     if (d->sealer) {
@@ -684,12 +817,13 @@ aaasd_status(struct aaasd *d)
     sender_get_stats(d->sender, &st);
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
     (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
-                     "%llu, backlog %llu, billed %llu bytes (%llu unpacked)"
-                     "%s%s%s%s",
+                     "%llu (%llu kept locally), backlog %llu, billed %llu "
+                     "bytes (%llu unpacked)%s%s",
                      st.stalled ? "STALLED, needs attention: " : "",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
                      (unsigned long long)d->rejected,
+                     (unsigned long long)d->rejects_kept,
                      (unsigned long long)backlog,
                      (unsigned long long)st.billed_bytes,
                      (unsigned long long)st.billed_bytes_unpacked,
@@ -717,12 +851,14 @@ aaasd_finish(struct aaasd *d, const char *why)
 
     sender_get_stats(d->sender, &st);
     /* Nothing numeric after the duplicates: tools read the number before. */
-    log_notice("stopping (%s): accepted %llu, delivered %llu, rejected %llu, "
-               "%llu calls, %llu records, billed %llu bytes (%llu unpacked), "
-               "%llu left in the spool, %llu possible duplicates", why,
+    log_notice("stopping (%s): accepted %llu, delivered %llu, rejected %llu "
+               "(%llu kept locally), %llu calls, %llu records, billed %llu "
+               "bytes (%llu unpacked), %llu left in the spool, %llu possible "
+               "duplicates", why,
                (unsigned long long)d->accepted,
                (unsigned long long)st.delivered,
                (unsigned long long)d->rejected,
+               (unsigned long long)d->rejects_kept,
                (unsigned long long)st.calls,
                (unsigned long long)st.records,
                (unsigned long long)st.billed_bytes,
@@ -842,6 +978,61 @@ aaasd_mkdir_p(const char *path, mode_t mode)
     }
     if (mkdir(buf, mode) < 0 && errno != EEXIST)
         return -errno;
+    return 0;
+}
+
+/* The reject file for path, opened once however many scopes name it. */
+static int
+aaasd_reject_file(struct aaasd *d, const char *path,
+                  struct reject_file **ret)
+{
+    struct reject_file **n;
+    int r;
+
+    *ret = NULL;
+    if (!path)
+        return 0;
+    for (size_t i = 0; i < d->n_reject_files; i++)
+        if (strcmp(reject_file_path(d->reject_files[i]), path) == 0) {
+            *ret = d->reject_files[i];
+            return 0;
+        }
+    n = realloc(d->reject_files, (d->n_reject_files + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    d->reject_files = n;
+    r = reject_file_new(path, &n[d->n_reject_files]);
+    if (r < 0) {
+        log_err("pipeline: cannot open reject file '%s': %s, exiting", path,
+                strerror(-r));
+        return r;
+    }
+    *ret = n[d->n_reject_files++];
+    return 0;
+}
+
+static int
+aaasd_setup_scopes(struct aaasd *d)
+{
+    struct config *c = d->cfg;
+    int r;
+
+    d->socket_scope.validate = c->socket_validate;
+    r = aaasd_reject_file(d, c->socket_reject_file,
+                          &d->socket_scope.rejects);
+    if (r < 0)
+        return r;
+    d->input_scopes = calloc(c->n_inputs ? c->n_inputs : 1,
+                             sizeof(*d->input_scopes));
+    if (!d->input_scopes)
+        return -ENOMEM;
+    for (size_t i = 0; i < c->n_inputs; i++) {
+        d->input_scopes[i].validate = c->inputs[i].validate;
+        r = aaasd_reject_file(d, c->inputs[i].reject_file,
+                              &d->input_scopes[i].rejects);
+        if (r < 0)
+            return r;
+    }
     return 0;
 }
 
@@ -1165,6 +1356,9 @@ aaasd_setup(struct aaasd *d)
         return r;
     }
 
+    r = aaasd_setup_scopes(d);
+    if (r < 0)
+        return r;
     r = aaasd_setup_inputs(d);
     if (r < 0)
         return r;
@@ -1203,7 +1397,7 @@ aaasd_teardown(struct aaasd *d)
         if (r < 0)
             log_err("spool: final sync of '%s' failed: %s",
                     d->cfg->spool_dir, strerror(-r));
-        else if (d->tail)
+        else if (d->tail && pipeline_flush_rejects(d))
             tail_durable(d->tail, spool_durable_seq(d->spool));
     }
     if (d->tail) {
@@ -1214,6 +1408,10 @@ aaasd_teardown(struct aaasd *d)
                     strerror(-r));
     }
     d->tail = tail_free(d->tail);
+    for (size_t i = 0; i < d->n_reject_files; i++)
+        reject_file_free(d->reject_files[i]);
+    free(d->reject_files);
+    free(d->input_scopes);
     /* Transfers go before the sender whose buffers they point into. */
     d->http = http_free(d->http);
     d->sender = sender_free(d->sender);

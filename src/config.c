@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "validate.h"
 
 #define CONFIG_MS_HOUR  3600000L
 #define CONFIG_MS_DAY   86400000L
@@ -45,11 +46,12 @@ enum config_section {
     CONFIG_SECTION_FIREHOSE,
     CONFIG_SECTION_SIGNING,
     CONFIG_SECTION_CONTROL,
+    CONFIG_SECTION_VALIDATE,
     CONFIG_SECTION_MAX,
 };
 
 static const char *const config_section_names[CONFIG_SECTION_MAX] = {
-    "spool", "socket", "firehose", "signing", "control",
+    "spool", "socket", "firehose", "signing", "control", "validate",
 };
 
 struct config_seen_input {
@@ -78,6 +80,7 @@ struct config_parser {
     int section_seen[CONFIG_SECTION_MAX];   /* opening line, 0: absent */
     struct config_seen_input *inputs;
     size_t n_inputs;
+    struct validate *scratch;       /* takes each rule once, to check it */
 };
 
 static struct config_parser *config_parser;
@@ -98,6 +101,7 @@ static const struct config_limit config_size_limits[] = {
      */
     { "max_event_size", 1, CONFIG_MIB },
     { "max_line",       1, CONFIG_MIB },
+    { "max_bytes",      1, CONFIG_MIB },        /* validate */
     { "max_bytes_per_second", 0, LONG_MAX },     /* 0: no limit */
 };
 
@@ -119,6 +123,8 @@ static const struct config_limit config_number_limits[] = {
     { "seal_every",      1, 1000000 },
     { "seal_interval",   1, CONFIG_MS_HOUR },
     { "epoch",           0, 366L * 86400 },
+    /* validate: the JSON check refuses deeper nesting anyway. */
+    { "max_depth",       1, VALIDATE_DEPTH_MAX },
 };
 
 struct config_choice {
@@ -751,6 +757,32 @@ config_cb_word(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
     return 0;
 }
 
+/*
+ * A validation rule, compiled once into a scratch set so that a mistake
+ * is reported at its line; the rules are compiled for real per scope
+ * once the whole file is known good.
+ */
+static int
+config_cb_rule(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+    const char *why = NULL;
+    char subj[160];
+    int r;
+
+    config_note_value(cfg);
+    *(const char **)result = value;
+    if (strcmp(opt->name, "required") == 0)
+        r = validate_add_required(config_parser->scratch, value, &why);
+    else
+        r = validate_add_type(config_parser->scratch, value, &why);
+    if (r == -ENOMEM)
+        return -1;
+    if (r < 0)
+        config_report(cfg->line, "%s: %s",
+                      config_subject(cfg, opt, subj, sizeof(subj)), why);
+    return 0;
+}
+
 static int
 config_section_index(const char *name)
 {
@@ -876,6 +908,14 @@ config_validate_input(cfg_t *cfg, cfg_opt_t *opt)
 static cfg_t *
 config_schema_new(void)
 {
+    /* Inside a socket or input section, added to the top-level rules. */
+    cfg_opt_t validate_opts[] = {
+        CFG_STR_LIST_CB("required", NULL, CFGF_NODEFAULT, config_cb_rule),
+        CFG_STR_LIST_CB("types", NULL, CFGF_NODEFAULT, config_cb_rule),
+        CFG_INT_CB("max_bytes", 0, CFGF_NODEFAULT, config_cb_size),
+        CFG_INT_CB("max_depth", 0, CFGF_NODEFAULT, config_cb_number),
+        CFG_END(),
+    };
     cfg_opt_t spool_opts[] = {
         CFG_STR_CB("dir", "/var/spool/aaas", CFGF_NONE, config_cb_path),
         CFG_INT_CB("max_size", CONFIG_GIB, CFGF_NONE, config_cb_size),
@@ -893,6 +933,8 @@ config_schema_new(void)
         CFG_STR_CB("group", NULL, CFGF_NODEFAULT, config_cb_word),
         CFG_INT_CB("max_connections", 1024, CFGF_NONE, config_cb_number),
         CFG_INT_CB("max_event_size", CONFIG_MIB, CFGF_NONE, config_cb_size),
+        CFG_STR_CB("reject_file", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_SEC("validate", validate_opts, CFGF_NONE),
         CFG_END(),
     };
     cfg_opt_t input_opts[] = {
@@ -903,6 +945,8 @@ config_schema_new(void)
         CFG_INT_CB("partial_timeout", 5000, CFGF_NONE, config_cb_number),
         CFG_INT_CB("rotate_wait", 5000, CFGF_NONE, config_cb_number),
         CFG_INT_CB("group_timeout", 2000, CFGF_NONE, config_cb_number),
+        CFG_STR_CB("reject_file", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_SEC("validate", validate_opts, CFGF_NONE),
         CFG_END(),
     };
     cfg_opt_t firehose_opts[] = {
@@ -944,6 +988,8 @@ config_schema_new(void)
         CFG_STR_CB("state_dir", "/var/lib/aaas", CFGF_NONE, config_cb_path),
         CFG_STR_CB("agent_id", NULL, CFGF_NODEFAULT, config_cb_word),
         CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE, config_cb_enum),
+        CFG_STR_CB("reject_file", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_SEC("validate", validate_opts, CFGF_NONE),
         CFG_SEC("spool", spool_opts, CFGF_NONE),
         CFG_SEC("socket", socket_opts, CFGF_NONE),
         CFG_SEC("input", input_opts, CFGF_MULTI | CFGF_TITLE),
@@ -978,6 +1024,66 @@ config_dup(const char *s, char **ret)
 }
 
 static int
+config_add_rules(struct validate *v, cfg_t *sec)
+{
+    const char *why;
+    int r;
+
+    for (unsigned i = 0; i < cfg_size(sec, "required"); i++) {
+        r = validate_add_required(v, cfg_getnstr(sec, "required", i), &why);
+        if (r < 0)
+            return r;
+    }
+    for (unsigned i = 0; i < cfg_size(sec, "types"); i++) {
+        r = validate_add_type(v, cfg_getnstr(sec, "types", i), &why);
+        if (r < 0)
+            return r;
+    }
+    if (cfg_size(sec, "max_bytes") > 0)
+        validate_set_max_bytes(v, (size_t)cfg_getint(sec, "max_bytes"));
+    if (cfg_size(sec, "max_depth") > 0)
+        validate_set_max_depth(v, (size_t)cfg_getint(sec, "max_depth"));
+    return 0;
+}
+
+/*
+ * One scope's rules: the top-level ones, then the section's own, whose
+ * limits and type rules replace those they repeat.  NULL when there are
+ * none, so that such a scope costs nothing.
+ */
+static int
+config_build_rules(cfg_t *root, cfg_t *parent, struct validate **ret)
+{
+    struct validate *v;
+    int r;
+
+    *ret = NULL;
+    v = validate_new();
+    if (!v)
+        return -ENOMEM;
+    r = config_add_rules(v, cfg_getsec(root, "validate"));
+    if (r >= 0)
+        r = config_add_rules(v, cfg_getsec(parent, "validate"));
+    if (r < 0) {
+        validate_free(v);
+        return r;
+    }
+    if (validate_is_empty(v))
+        v = validate_free(v);
+    *ret = v;
+    return 0;
+}
+
+/* The section's own reject_file, or the top-level one. */
+static int
+config_reject_file(cfg_t *root, cfg_t *parent, char **ret)
+{
+    const char *own = cfg_getstr(parent, "reject_file");
+
+    return config_dup(own ? own : cfg_getstr(root, "reject_file"), ret);
+}
+
+static int
 config_fill_inputs(cfg_t *root, struct config *c)
 {
     unsigned n = cfg_size(root, "input");
@@ -1006,6 +1112,12 @@ config_fill_inputs(cfg_t *root, struct config *c)
         in->partial_timeout_ms = (unsigned)cfg_getint(sec, "partial_timeout");
         in->rotate_wait_ms = (unsigned)cfg_getint(sec, "rotate_wait");
         in->group_timeout_ms = (unsigned)cfg_getint(sec, "group_timeout");
+        r = config_build_rules(root, sec, &in->validate);
+        if (r < 0)
+            return r;
+        r = config_reject_file(root, sec, &in->reject_file);
+        if (r < 0)
+            return r;
     }
     return 0;
 }
@@ -1095,6 +1207,12 @@ config_fill(cfg_t *root, struct config *c)
     r = config_dup(cfg_getstr(ctl, "group"), &c->control_group);
     if (r < 0)
         return r;
+    r = config_build_rules(root, sock, &c->socket_validate);
+    if (r < 0)
+        return r;
+    r = config_reject_file(root, sock, &c->socket_reject_file);
+    if (r < 0)
+        return r;
 
     return config_fill_inputs(root, c);
 }
@@ -1165,6 +1283,9 @@ config_parse(struct config_parser *p, FILE *f, struct config *c)
     p->root = config_schema_new();
     if (!p->root)
         return -ENOMEM;
+    p->scratch = validate_new();
+    if (!p->scratch)
+        return -ENOMEM;
 
     r = cfg_parse_fp(p->root, f);
     if (r != CFG_SUCCESS) {
@@ -1215,6 +1336,7 @@ config_load(const char *path, struct config **ret)
 out:
     if (p.root)
         cfg_free(p.root);
+    validate_free(p.scratch);
     for (size_t i = 0; i < p.n_inputs; i++)
         free(p.inputs[i].name);
     free(p.inputs);
@@ -1232,6 +1354,8 @@ config_free(struct config *c)
     for (size_t i = 0; i < c->n_inputs; i++) {
         free(c->inputs[i].name);
         free(c->inputs[i].path);
+        validate_free(c->inputs[i].validate);
+        free(c->inputs[i].reject_file);
     }
     free(c->inputs);
     free(c->file);
@@ -1240,6 +1364,8 @@ config_free(struct config *c)
     free(c->spool_dir);
     free(c->socket_path);
     free(c->socket_group);
+    validate_free(c->socket_validate);
+    free(c->socket_reject_file);
     free(c->firehose_stream);
     free(c->firehose_region);
     free(c->firehose_endpoint);

@@ -10,6 +10,8 @@
  * The parsed /etc/aaas.conf.  config_load() reports every mistake it
  * finds as "FILE:LINE: ..." and only then fails, so one run lists all.
  */
+struct validate;
+
 enum config_format {
     CONFIG_FORMAT_JSON,
     CONFIG_FORMAT_AUDITD,
@@ -34,6 +36,9 @@ struct config_input {
     unsigned group_timeout_ms;  /* auditd: an event without EOE is
                                  * complete this long after its last
                                  * record */
+    struct validate *validate;  /* the global rules and the input's own;
+                                 * NULL: none */
+    char *reject_file;          /* NULL: rejects are delivered */
 };
 
 struct config {
@@ -54,6 +59,8 @@ struct config {
     char *socket_group;         /* NULL: leave the group alone */
     unsigned socket_max_connections;
     size_t max_event_size;      /* bytes per socket line */
+    struct validate *socket_validate;   /* as config_input.validate */
+    char *socket_reject_file;
 
     struct config_input *inputs;
     size_t n_inputs;

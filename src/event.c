@@ -212,9 +212,13 @@ event_put_meta(struct event_builder *b, uint64_t seq,
 
     event_puts(b, "\"_aaas\":{\"agent\":\"");
     event_puts(b, b->agent);
-    (void)snprintf(num, sizeof(num), "\",\"seq\":%llu,\"time\":\"",
-                   (unsigned long long)seq);
-    event_puts(b, num);
+    if (seq == EVENT_SEQ_NONE) {
+        event_puts(b, "\",\"time\":\"");
+    } else {
+        (void)snprintf(num, sizeof(num), "\",\"seq\":%llu,\"time\":\"",
+                       (unsigned long long)seq);
+        event_puts(b, num);
+    }
     event_put_time(b, now);
     if (src->kind == EVENT_SOURCE_FILE) {
         event_puts(b, "\",\"source\":\"file\",\"input\":");

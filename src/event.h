@@ -58,7 +58,16 @@ int event_build(struct event_builder *b, const char *data, size_t len,
                 const struct parse_json_result *pr, uint64_t seq,
                 const struct event_source *src, const struct timespec *now);
 
-/* Builds the `_aaas_reject` line for input that failed with reason. */
+/*
+ * No sequence number: for a line that is kept on the host, not spooled,
+ * and so takes no number from the spool.  `_aaas` then has no "seq".
+ */
+#define EVENT_SEQ_NONE UINT64_MAX
+
+/*
+ * Builds the `_aaas_reject` line for input that failed with reason; seq
+ * may be EVENT_SEQ_NONE.
+ */
 int event_build_reject(struct event_builder *b, const char *data, size_t len,
                        const char *reason, uint64_t seq,
                        const struct event_source *src,

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "parse_json.h"
+#include "validate.h"
 
 struct scratch {
     char dir[64];
@@ -560,6 +562,31 @@ static const struct bad_case bad_cases[] = {
       "firehose.pack: 'maybe' is not a boolean (use true or false)" },
     { "spool {\n  dir = \"/a\"\n}\n\nspool {\n  dir = \"/b\"\n}\n", 5,
       "spool: section given twice, first at line 1" },
+    /* Validation rules and reject files. */
+    { "validate {\n  required = { \"a\", \"b..c\" }\n}\n", 2,
+      "validate.required: empty member name in path 'b..c'" },
+    { "validate {\n  types = { \"n: text\" }\n}\n", 2,
+      "validate.types: unknown type 'text' (use string, number, integer, "
+      "boolean, object, array or null)" },
+    { "validate {\n  types = { \"n\" }\n}\n", 2,
+      "validate.types: 'n' is not PATH: TYPE" },
+    { "validate {\n  max_depth = 65\n}\n", 2,
+      "validate.max_depth: 65 is out of range (1 to 64)" },
+    { "validate {\n  max_bytes = 0\n}\n", 2,
+      "validate.max_bytes: must be larger than 0" },
+    { "socket {\n  validate {\n    max_bytes = \"2M\"\n  }\n}\n", 3,
+      "validate.max_bytes: '2M' is more than the limit of 1M" },
+    { "input \"a\" {\n  path = \"/l\"\n  validate {\n"
+      "    types = { \"x:string|\" }\n  }\n}\n", 4,
+      "validate.types: missing type name in 'string|'" },
+    { "reject_file = \"rejects.jsonl\"\n", 1,
+      "reject_file: 'rejects.jsonl' is not an absolute path" },
+    { "input \"a\" {\n  path = \"/l\"\n  reject_file = \"\"\n}\n", 3,
+      "input 'a' reject_file: must not be empty" },
+    { "socket {\n  reject_file = \"r\"\n}\n", 2,
+      "socket.reject_file: 'r' is not an absolute path" },
+    { "validate {\n  max_depth = 3\n}\nvalidate {\n  max_depth = 4\n}\n", 4,
+      "validate: section given twice, first at line 1" },
 };
 
 static void
@@ -850,6 +877,106 @@ test_parse_size(void **state)
     }
 }
 
+/* Checks one line against a scope's rules; want NULL: it must pass. */
+static void
+expect_rules(struct validate *v, const char *line, const char *want)
+{
+    struct parse_json *p = parse_json_new(NULL);
+    struct parse_json_result res;
+    const char *why = NULL;
+    int r;
+
+    assert_non_null(p);
+    r = validate_check(v, p, line, strlen(line), &res, &why);
+    if (want ? r != -EBADMSG || strcmp(why, want) != 0 : r != 0)
+        fail_msg("line '%s': got %d '%s', want '%s'", line, r,
+                 why ? why : "", want ? want : "(pass)");
+    parse_json_free(p);
+}
+
+/*
+ * The top-level rules reach every scope; a section's own are added, and
+ * its limits and type rules replace the ones they repeat.
+ */
+static void
+test_rules_per_scope(void **state)
+{
+    struct scratch *s = *state;
+    struct config *c = NULL;
+    const char *path;
+    char *log;
+
+    path = scratch_write(s, "aaas.conf",
+                         "reject_file = \"/var/lib/aaas/rejects.jsonl\"\n"
+                         "validate {\n"
+                         "  required = { \"actor.id\" }\n"
+                         "  types = { \"actor.id: string\", \"n: number\" }\n"
+                         "  max_bytes = 100\n"
+                         "}\n"
+                         "socket {\n"
+                         "  reject_file = \"/var/lib/aaas/socket.jsonl\"\n"
+                         "  validate {\n"
+                         "    required = { \"action\" }\n"
+                         "    types = { \"n: string\" }\n"
+                         "    max_depth = 2\n"
+                         "  }\n"
+                         "}\n"
+                         "input \"plain\" {\n  path = \"/l/*.log\"\n}\n"
+                         "input \"big\" {\n  path = \"/b/*.log\"\n"
+                         "  validate {\n    max_bytes = \"1k\"\n  }\n}\n"
+                         "firehose {\n  stream = \"s\"\n"
+                         "  region = \"us-east-1\"\n}\n");
+    assert_int_equal(load_logged(s, path, &c, &log), 0);
+    assert_string_equal(log, "");
+    free(log);
+
+    assert_string_equal(c->socket_reject_file, "/var/lib/aaas/socket.jsonl");
+    assert_string_equal(c->inputs[0].reject_file,
+                        "/var/lib/aaas/rejects.jsonl");
+    assert_string_equal(c->inputs[1].reject_file,
+                        "/var/lib/aaas/rejects.jsonl");
+
+    expect_rules(c->socket_validate,
+                 "{\"action\":1,\"actor\":{\"id\":\"u\"},\"n\":\"x\"}", NULL);
+    expect_rules(c->socket_validate, "{\"action\":1}",
+                 "missing required member 'actor.id'");
+    expect_rules(c->socket_validate, "{\"actor\":{\"id\":\"u\"}}",
+                 "missing required member 'action'");
+    expect_rules(c->socket_validate,
+                 "{\"action\":1,\"actor\":{\"id\":\"u\"},\"n\":1}",
+                 "member 'n' is a number, expected string");
+    expect_rules(c->socket_validate,
+                 "{\"action\":1,\"actor\":{\"id\":\"u\",\"x\":[]}}",
+                 "nesting deeper than 2 at byte 34");
+
+    expect_rules(c->inputs[0].validate, "{\"actor\":{\"id\":\"u\"},\"n\":1}",
+                 NULL);
+    expect_rules(c->inputs[0].validate, "{\"actor\":{\"id\":1}}",
+                 "member 'actor.id' is a number, expected string");
+    expect_rules(c->inputs[0].validate,
+                 "{\"actor\":{\"id\":\"u\"},\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxx"
+                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+                 "event of 110 bytes is over the limit of 100 bytes");
+    expect_rules(c->inputs[1].validate,
+                 "{\"actor\":{\"id\":\"u\"},\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxx"
+                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+                 NULL);
+    config_free(c);
+
+    /* Without any rule a scope has none to check, and no reject file. */
+    path = scratch_write(s, "aaas.conf",
+                         "input \"a\" {\n  path = \"/l/*.log\"\n}\n"
+                         "firehose {\n  stream = \"s\"\n"
+                         "  region = \"us-east-1\"\n}\n");
+    assert_int_equal(load_logged(s, path, &c, &log), 0);
+    free(log);
+    assert_null(c->socket_validate);
+    assert_null(c->inputs[0].validate);
+    assert_null(c->socket_reject_file);
+    assert_null(c->inputs[0].reject_file);
+    config_free(c);
+}
+
 static void
 test_free_null(void **state)
 {
@@ -880,6 +1007,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_cannot_open,
                                         scratch_setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_unreadable,
+                                        scratch_setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_rules_per_scope,
                                         scratch_setup, scratch_teardown),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_free_null),
