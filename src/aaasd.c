@@ -818,7 +818,7 @@ aaasd_status(struct aaasd *d)
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
     (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
                      "%llu (%llu kept locally), backlog %llu, billed %llu "
-                     "bytes (%llu unpacked)%s%s",
+                     "bytes (%llu unpacked)%s%s%s%s",
                      st.stalled ? "STALLED, needs attention: " : "",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
