@@ -321,12 +321,13 @@ aaasd_status(struct aaasd *d)
     sender_get_stats(d->sender, &st);
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
     (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
-                     "%llu, backlog %llu, billed %llu bytes (%llu unpacked)"
-                     "%s%s",
+                     "%llu, refused by the service %llu, backlog %llu, "
+                     "billed %llu bytes (%llu unpacked)%s%s",
                      st.stalled ? "STALLED, needs attention: " : "",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
                      (unsigned long long)d->rejected,
+                     (unsigned long long)st.rejected_events,
                      (unsigned long long)backlog,
                      (unsigned long long)st.billed_bytes,
                      (unsigned long long)st.billed_bytes_unpacked,
@@ -352,11 +353,13 @@ aaasd_finish(struct aaasd *d, const char *why)
     sender_get_stats(d->sender, &st);
     /* Nothing numeric after the duplicates: tools read the number before. */
     log_notice("stopping (%s): accepted %llu, delivered %llu, rejected %llu, "
+               "refused by the service %llu, "
                "%llu calls, %llu records, billed %llu bytes (%llu unpacked), "
                "%llu left in the spool, %llu possible duplicates", why,
                (unsigned long long)d->accepted,
                (unsigned long long)st.delivered,
                (unsigned long long)d->rejected,
+               (unsigned long long)st.rejected_events,
                (unsigned long long)st.calls,
                (unsigned long long)st.records,
                (unsigned long long)st.billed_bytes,

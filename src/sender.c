@@ -34,6 +34,7 @@
 
 #include "batch.h"
 #include "log.h"
+#include "service_reject.h"
 #include "sink_firehose.h"
 
 #define SENDER_SLOTS_MAX 16
@@ -54,6 +55,9 @@ struct sender_slot {
     struct sink_firehose_request req;
     struct curl_slist *headers;
     bool failed[BATCH_MAX_RECORDS];
+    bool rejected[BATCH_MAX_RECORDS];   /* refused for good, see below */
+    /* After batch_retain_failed(): the answer's index of kept record j. */
+    uint16_t kept_from[BATCH_MAX_RECORDS];
     unsigned attempt;           /* failed attempts in a row */
     sd_event_source *timer;
 };
@@ -253,6 +257,86 @@ sender_window(struct sender *s, bool throttled)
     s->stats.window = s->window;
 }
 
+/*
+ * Records the service refused for good (InvalidArgumentException for that
+ * record) would be refused for ever and hold the spool back, so each is
+ * replaced by a short reject line that names its events and the reason,
+ * and goes out with the retried records.  Runs after
+ * batch_retain_failed(); kept_from[] maps back to the answer.  A reject
+ * line refused again is kept and retried slowly: nothing is dropped.
+ * Returns whether such a refused reject line is in the batch.
+ */
+static bool
+sender_replace_rejects(struct sender *s, struct sender_slot *sl,
+                       const struct http_result *res)
+{
+    char code[SINK_FIREHOSE_CODE_MAX], message[SINK_FIREHOSE_MESSAGE_MAX];
+    bool stuck = false;
+    int r;
+
+    for (size_t j = 0; j < batch_n_records(&sl->batch); j++) {
+        const struct batch_record *rec = batch_record(&sl->batch, j);
+        size_t from = sl->kept_from[j], len;
+        struct service_reject rj;
+        char *line;
+
+        if (!sl->rejected[from])
+            continue;
+        r = sink_firehose_record_error(&sink_firehose_dialect_firehose,
+                                       res->body, res->body_len, from,
+                                       code, message);
+        if (r < 0) {
+            code[0] = '\0';
+            message[0] = '\0';
+        }
+        if (rec->replaced) {
+            stuck = true;
+            sender_log_failure(s, "reject-refused",
+                               "sender: stream '%s' refused even the "
+                               "reject line for events %llu..%llu (%s: %s), "
+                               "keeping it and retrying slowly",
+                               s->opts.stream,
+                               (unsigned long long)rec->first_seq,
+                               (unsigned long long)rec->last_seq, code,
+                               message);
+            continue;
+        }
+
+        rj = (struct service_reject){
+            .record = batch_record_data(&sl->batch, j),
+            .record_len = rec->len,
+            .first_seq = rec->first_seq,
+            .last_seq = rec->last_seq,
+            .n_events = rec->n_events,
+            .error_code = code,
+            .error_message = message,
+        };
+        r = service_reject_build(&rj, batch_record_room(&sl->batch, j),
+                                 &line, &len);
+        if (r >= 0) {
+            r = batch_replace_record(&sl->batch, j, line, len);
+            free(line);
+        }
+        if (r < 0) {
+            /* Kept as it is: retried, and replaced when there is room. */
+            sender_log_failure(s, "reject-build",
+                               "sender: cannot build the reject line for "
+                               "events %llu..%llu: %s, retrying them",
+                               (unsigned long long)rec->first_seq,
+                               (unsigned long long)rec->last_seq,
+                               strerror(-r));
+            continue;
+        }
+        s->stats.rejected_records++;
+        s->stats.rejected_events += rec->n_events;
+        log_err("sender: stream '%s' refused events %llu..%llu for good "
+                "(%s: %s), delivering a reject line in their place",
+                s->opts.stream, (unsigned long long)rec->first_seq,
+                (unsigned long long)rec->last_seq, code, message);
+    }
+    return stuck;
+}
+
 static void
 sender_call_done(void *userdata, const struct http_result *res)
 {
@@ -261,6 +345,7 @@ sender_call_done(void *userdata, const struct http_result *res)
     struct sink_firehose_result fr;
     size_t n = batch_n_records(&sl->batch);
     size_t kept, events_before;
+    bool stuck;
     int r;
 
     curl_slist_free_all(sl->headers);
@@ -283,8 +368,10 @@ sender_call_done(void *userdata, const struct http_result *res)
         goto out;
     }
 
-    r = sink_firehose_parse_response(res->status, res->body, res->body_len,
-                                     n, sl->failed, &fr);
+    r = sink_firehose_parse_response_as(&sink_firehose_dialect_firehose,
+                                        res->status, res->body,
+                                        res->body_len, n, sl->failed,
+                                        sl->rejected, &fr);
     if (r < 0) {
         sl->attempt++;
         sender_schedule_retry(sl, false);
@@ -302,22 +389,32 @@ sender_call_done(void *userdata, const struct http_result *res)
         goto out;
     }
 
-    if (fr.n_failed < n && fr.failed_put_count > 0 && !fr.protocol_error) {
-        /* Part of the call went through: keep only the failed records. */
+    if ((fr.n_failed < n || fr.n_rejected > 0) && fr.failed_put_count > 0 &&
+        !fr.protocol_error) {
+        /*
+         * Part of the call went through, or records were refused one by
+         * one: keep only the failed records.
+         */
         sender_account(s, &sl->batch, sl->failed);
-        sender_window(s, sender_is_throttle(0, fr.error_code));
+        sender_window(s, fr.n_rejected < fr.n_failed &&
+                         sender_is_throttle(0, fr.error_code));
         s->stats.stalled = false;
         events_before = batch_n_events(&sl->batch);
+        for (size_t i = 0, j = 0; i < n; i++)
+            if (sl->failed[i])
+                sl->kept_from[j++] = (uint16_t)i;
         kept = batch_retain_failed(&sl->batch, sl->failed);
         s->stats.delivered += events_before - batch_n_events(&sl->batch);
         s->stats.failed_records += kept;
         sl->attempt++;
-        sender_log_failure(s, fr.error_code,
-                           "sender: stream '%s' refused %zu of %zu records "
-                           "(%s: %s), retrying them",
-                           s->opts.stream, kept, n, fr.error_code,
-                           fr.error_message);
-        sender_schedule_retry(sl, false);
+        stuck = fr.n_rejected > 0 && sender_replace_rejects(s, sl, res);
+        if (fr.n_rejected < fr.n_failed)
+            sender_log_failure(s, fr.error_code,
+                               "sender: stream '%s' refused %zu of %zu "
+                               "records (%s: %s), retrying them",
+                               s->opts.stream, kept, n, fr.error_code,
+                               fr.error_message);
+        sender_schedule_retry(sl, stuck);
         goto out;
     }
 

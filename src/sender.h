@@ -58,6 +58,9 @@ struct sender_stats {
     uint64_t billed_bytes_unpacked;
     uint64_t data_bytes;        /* record bytes accepted */
     uint64_t throttled;         /* calls or records refused for the rate */
+    /* Records refused for good and replaced by a reject line; events. */
+    uint64_t rejected_records;
+    uint64_t rejected_events;
     unsigned window;            /* calls allowed in flight right now */
     bool stalled;               /* needs an operator (access, stream, KMS) */
     char last_error[512];

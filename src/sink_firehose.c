@@ -723,8 +723,14 @@ enum resp_key {
  * skipped whole: skip_depth is the depth inside the outermost of them.
  */
 struct resp_parser {
+    const struct sink_firehose_dialect *d;
     struct sink_firehose_result *res;
     bool *failed;
+    bool *rejected;             /* NULL: not wanted */
+    size_t n_rejected;
+    /* The entry whose code and message to copy out; SIZE_MAX: none. */
+    size_t want_entry;
+    bool found_want;
     size_t n_records;
     size_t depth;
     size_t skip_depth;
@@ -873,12 +879,12 @@ resp_map_key(void *ctx, const unsigned char *key, size_t len)
         return 1;
     p->key = RESP_KEY_OTHER;
     if (p->depth == 1) {
-        if (resp_key_is(key, len, "FailedPutCount")) {
+        if (resp_key_is(key, len, p->d->failed_count)) {
             if (p->seen_count)
                 return resp_fail(p, "FailedPutCount appears twice");
             p->seen_count = true;
             p->key = RESP_KEY_FAILED_PUT_COUNT;
-        } else if (resp_key_is(key, len, "RequestResponses")) {
+        } else if (resp_key_is(key, len, p->d->responses)) {
             if (p->seen_responses)
                 return resp_fail(p, "RequestResponses appears twice");
             p->seen_responses = true;
@@ -890,7 +896,7 @@ resp_map_key(void *ctx, const unsigned char *key, size_t len)
             p->key = RESP_KEY_MESSAGE;
         }
     } else if (p->depth == 3) {
-        if (resp_key_is(key, len, "RecordId"))
+        if (resp_key_is(key, len, p->d->record_id))
             p->key = RESP_KEY_RECORD_ID;
         else if (resp_key_is(key, len, "ErrorCode"))
             p->key = RESP_KEY_ERROR_CODE;
@@ -946,7 +952,21 @@ resp_entry_done(struct resp_parser *p)
     /* Surplus entries are counted for the mismatch check, not stored. */
     if (i < p->n_records)
         p->failed[i] = !ok;
+    if (i == p->want_entry) {
+        p->found_want = true;
+        memcpy(res->error_code, p->entry_code, sizeof(res->error_code));
+        memcpy(res->error_message, p->entry_message,
+               sizeof(res->error_message));
+    }
     if (ok)
+        return;
+
+    if (p->entry_error && sink_firehose_record_permanent(p->entry_code)) {
+        p->n_rejected++;
+        if (p->rejected && i < p->n_records)
+            p->rejected[i] = true;
+    }
+    if (p->want_entry != SIZE_MAX)
         return;
 
     p->n_failed++;
@@ -1073,32 +1093,95 @@ resp_finish_success(struct resp_parser *p, bool parsed,
     return true;
 }
 
+const struct sink_firehose_dialect sink_firehose_dialect_firehose = {
+    .failed_count = "FailedPutCount",
+    .responses = "RequestResponses",
+    .record_id = "RecordId",
+};
+
+/* Permanent per-record refusals: sending the same bytes again cannot help. */
+bool
+sink_firehose_record_permanent(const char *code)
+{
+    return strcmp(code, "InvalidArgumentException") == 0 ||
+           strcmp(code, "ValidationException") == 0;
+}
+
 int
 sink_firehose_parse_response(long http_status, const void *body,
                              size_t len, size_t n_records,
                              bool *ret_failed,
                              struct sink_firehose_result *ret)
 {
+    return sink_firehose_parse_response_as(&sink_firehose_dialect_firehose,
+                                           http_status, body, len, n_records,
+                                           ret_failed, NULL, ret);
+}
+
+int
+sink_firehose_record_error(const struct sink_firehose_dialect *d,
+                           const void *body, size_t len, size_t index,
+                           char code[static SINK_FIREHOSE_CODE_MAX],
+                           char message[static SINK_FIREHOSE_MESSAGE_MAX])
+{
     struct sink_firehose_result res = { 0 };
     struct resp_parser p = {
+        .d = d,
+        .res = &res,
+        .want_entry = index,
+    };
+    bool parsed;
+    int k;
+
+    /* failed[] is only written for i < n_records, so none is needed. */
+    k = resp_run(&p, body, len, &parsed);
+    if (k < 0)
+        return k;
+    if (!p.found_want)
+        return -ENOENT;
+    memcpy(code, res.error_code, SINK_FIREHOSE_CODE_MAX);
+    memcpy(message, res.error_message, SINK_FIREHOSE_MESSAGE_MAX);
+    return 0;
+}
+
+int
+sink_firehose_parse_response_as(const struct sink_firehose_dialect *d,
+                                long http_status, const void *body,
+                                size_t len, size_t n_records,
+                                bool *ret_failed, bool *ret_rejected,
+                                struct sink_firehose_result *ret)
+{
+    struct sink_firehose_result res = { 0 };
+    struct resp_parser p = {
+        .d = d,
         .res = &res,
         .failed = ret_failed,
+        .rejected = ret_rejected,
         .n_records = n_records,
+        .want_entry = SIZE_MAX,
     };
     bool parsed;
     int k, c;
 
-    for (size_t i = 0; i < n_records; i++)
+    for (size_t i = 0; i < n_records; i++) {
         ret_failed[i] = true;
+        if (ret_rejected)
+            ret_rejected[i] = false;
+    }
 
     k = resp_run(&p, body, len, &parsed);
     if (k < 0)
         return k;
 
     if (http_status == 200 && resp_finish_success(&p, parsed, &res)) {
+        res.n_rejected = p.n_rejected;
         *ret = res;
         return 0;
     }
+
+    /* Only a whole, consistent answer may mark a record for good. */
+    for (size_t i = 0; ret_rejected && i < n_records; i++)
+        ret_rejected[i] = false;
 
     if (http_status == 200) {
         /*

@@ -95,6 +95,12 @@ struct sink_firehose_result {
      * flagged; reason says what was wrong.
      */
     bool protocol_error;
+    /*
+     * Failed records whose error says that sending them again can never
+     * succeed (see sink_firehose_record_permanent()); only counted for a
+     * consistent 200 answer.
+     */
+    size_t n_rejected;
     const char *reason;             /* static text, NULL when none */
     /*
      * The first record's ErrorCode and ErrorMessage, or the __type
@@ -116,3 +122,43 @@ int sink_firehose_parse_response(long http_status, const void *body,
                                  size_t len, size_t n_records,
                                  bool *ret_failed,
                                  struct sink_firehose_result *ret);
+
+/*
+ * The member names one JSON 1.1 batch API uses in its answer, so that
+ * Kinesis Data Streams' PutRecords is read by the same parser.
+ */
+struct sink_firehose_dialect {
+    const char *failed_count;       /* "FailedPutCount" */
+    const char *responses;          /* "RequestResponses" */
+    const char *record_id;          /* "RecordId" */
+};
+
+extern const struct sink_firehose_dialect sink_firehose_dialect_firehose;
+
+/*
+ * InvalidArgumentException and ValidationException for one record: the
+ * service will never take those bytes, however often they are sent.
+ */
+bool sink_firehose_record_permanent(const char *code);
+
+/*
+ * sink_firehose_parse_response() for dialect d; ret_rejected (NULL when
+ * not wanted) flags the failed records that
+ * sink_firehose_record_permanent() says will never be taken.
+ */
+int sink_firehose_parse_response_as(const struct sink_firehose_dialect *d,
+                                    long http_status, const void *body,
+                                    size_t len, size_t n_records,
+                                    bool *ret_failed, bool *ret_rejected,
+                                    struct sink_firehose_result *ret);
+
+/*
+ * The ErrorCode and ErrorMessage of entry index (from 0) of a 200
+ * answer, "" for members it lacks; truncated like the result's.  For the
+ * few refused records that need their own text.  Returns 0, -ENOENT when
+ * the answer has no such entry, -ENOMEM.
+ */
+int sink_firehose_record_error(const struct sink_firehose_dialect *d,
+                               const void *body, size_t len, size_t index,
+                               char code[static SINK_FIREHOSE_CODE_MAX],
+                               char message[static SINK_FIREHOSE_MESSAGE_MAX]);
