@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Moves durable events from the spool to Firehose.  Request bytes and the
- * meaning of answers belong to sink_firehose; the transport to http.  This
+ * Moves durable events from the spool to Firehose (or Kinesis Data
+ * Streams).  Request bytes and the meaning of answers belong to
+ * sink_firehose and sink_kinesis; the transport to http.  This
  * file owns the order of things: which events are in which call, when a
  * call is retried, and how far the spool may forget.
  *
@@ -36,6 +37,7 @@
 #include "log.h"
 #include "service_reject.h"
 #include "sink_firehose.h"
+#include "sink_kinesis.h"
 
 #define SENDER_SLOTS_MAX 16
 #define SENDER_CONNECT_TIMEOUT_MS 10000
@@ -68,6 +70,7 @@ struct sender {
     uint64_t next_send_usec;    /* rate limit: no call starts before */
     sd_event_source *rate_timer;
     struct sink_firehose *sink;
+    struct sink_kinesis *kinesis;   /* instead of sink for Kinesis */
     struct spool_cursor *cursor;
     struct sender_slot slots[SENDER_SLOTS_MAX];
     unsigned n_slots;
@@ -90,6 +93,31 @@ struct sender {
 };
 
 static void sender_fill(struct sender *s);
+
+/* The two sinks speak one protocol; only these three things differ. */
+static const char *
+sender_host(const struct sender *s)
+{
+    return s->kinesis ? sink_kinesis_host(s->kinesis)
+                      : sink_firehose_host(s->sink);
+}
+
+static const struct sink_firehose_dialect *
+sender_dialect(const struct sender *s)
+{
+    return s->kinesis ? &sink_kinesis_dialect
+                      : &sink_firehose_dialect_firehose;
+}
+
+static int
+sender_build(struct sender *s, struct sender_slot *sl,
+             const struct sigv4_credentials *cred, time_t now)
+{
+    if (s->kinesis)
+        return sink_kinesis_build(s->kinesis, &sl->batch, cred, now,
+                                  &sl->req);
+    return sink_firehose_build(s->sink, &sl->batch, cred, now, &sl->req);
+}
 
 static uint64_t
 sender_now_usec(const struct sender *s)
@@ -282,9 +310,8 @@ sender_replace_rejects(struct sender *s, struct sender_slot *sl,
 
         if (!sl->rejected[from])
             continue;
-        r = sink_firehose_record_error(&sink_firehose_dialect_firehose,
-                                       res->body, res->body_len, from,
-                                       code, message);
+        r = sink_firehose_record_error(sender_dialect(s), res->body,
+                                       res->body_len, from, code, message);
         if (r < 0) {
             code[0] = '\0';
             message[0] = '\0';
@@ -362,13 +389,13 @@ sender_call_done(void *userdata, const struct http_result *res)
         sender_log_failure(s, "transport",
                            "sender: call to '%s' failed: %s, retrying %zu "
                            "events (possible duplicates)",
-                           sink_firehose_host(s->sink), res->error_text,
+                           sender_host(s), res->error_text,
                            batch_n_events(&sl->batch));
         sender_schedule_retry(sl, false);
         goto out;
     }
 
-    r = sink_firehose_parse_response_as(&sink_firehose_dialect_firehose,
+    r = sink_firehose_parse_response_as(sender_dialect(s),
                                         res->status, res->body,
                                         res->body_len, n, sl->failed,
                                         sl->rejected, &fr);
@@ -437,7 +464,7 @@ sender_call_done(void *userdata, const struct http_result *res)
     sender_log_failure(s, fr.error_code,
                        "sender: stream '%s' at '%s' refused a call: HTTP %ld "
                        "%s: %s%s%s, %s %zu events",
-                       s->opts.stream, sink_firehose_host(s->sink),
+                       s->opts.stream, sender_host(s),
                        res->status,
                        fr.error_code[0] ? fr.error_code : "(no error code)",
                        fr.error_message[0] ? fr.error_message
@@ -475,8 +502,7 @@ sender_submit(struct sender_slot *sl)
         return r;
     }
 
-    r = sink_firehose_build(s->sink, &sl->batch, &cred, time(NULL) + s->skew,
-                            &sl->req);
+    r = sender_build(s, sl, &cred, time(NULL) + s->skew);
     if (r < 0) {
         sender_log_failure(s, "build",
                            "sender: cannot build a call for stream '%s': %s",
@@ -720,6 +746,13 @@ sender_new(const struct sender_options *o, struct sender **ret,
         .region = o->region,
         .endpoint = o->endpoint,
     };
+    struct sink_kinesis_options ko = {
+        .stream = o->stream,
+        .region = o->region,
+        .endpoint = o->endpoint,
+        .partition_key = o->partition_key,
+        .agent = o->agent,
+    };
     struct batch_limits limits = { 0 };
     uint64_t sent;
     struct sender *s;
@@ -748,7 +781,10 @@ sender_new(const struct sender_options *o, struct sender **ret,
         goto fail;
     (void)sd_event_source_set_enabled(s->rate_timer, SD_EVENT_OFF);
 
-    r = sink_firehose_new(&so, &s->sink, reterr_reason);
+    if (o->kinesis)
+        r = sink_kinesis_new(&ko, &s->kinesis, reterr_reason);
+    else
+        r = sink_firehose_new(&so, &s->sink, reterr_reason);
     if (r < 0)
         goto fail;
 
@@ -815,6 +851,7 @@ sender_free(struct sender *s)
     sd_event_source_disable_unref(s->rate_timer);
     spool_cursor_free(s->cursor);
     sink_firehose_free(s->sink);
+    sink_kinesis_free(s->kinesis);
     free(s->held);
     free(s);
     return NULL;
