@@ -566,13 +566,15 @@ test_missing_required(void **state)
 
     path = scratch_write(s, "aaas.conf", "state_dir = \"/var/lib/aaas\"\n");
     assert_int_equal(load_logged(s, path, &c, &log), -EINVAL);
-    assert_logged(log, path, 0, "missing required section 'firehose'");
+    assert_logged(log, path, 0, "missing a sink: give a 'firehose' or a "
+                  "'kinesis' section");
     assert_int_equal(count_lines(log), 1);
     free(log);
 
     path = scratch_write(s, "aaas.conf", "");
     assert_int_equal(load_logged(s, path, &c, &log), -EINVAL);
-    assert_logged(log, path, 0, "missing required section 'firehose'");
+    assert_logged(log, path, 0, "missing a sink: give a 'firehose' or a "
+                  "'kinesis' section");
     free(log);
     assert_null(c);
 }
