@@ -285,6 +285,20 @@ sender_window(struct sender *s, bool throttled)
     s->stats.window = s->window;
 }
 
+/* A copy of service text fit for one log line: control bytes become '?'. */
+static void
+sender_log_text(char *dst, size_t size, const char *src)
+{
+    size_t i;
+
+    for (i = 0; src[i] && i + 1 < size; i++) {
+        unsigned char c = (unsigned char)src[i];
+
+        dst[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    dst[i] = '\0';
+}
+
 /*
  * Records the service refused for good (InvalidArgumentException for that
  * record) would be refused for ever and hold the spool back, so each is
@@ -299,6 +313,8 @@ sender_replace_rejects(struct sender *s, struct sender_slot *sl,
                        const struct http_result *res)
 {
     char code[SINK_FIREHOSE_CODE_MAX], message[SINK_FIREHOSE_MESSAGE_MAX];
+    char log_code[SINK_FIREHOSE_CODE_MAX];
+    char log_message[SINK_FIREHOSE_MESSAGE_MAX];
     bool stuck = false;
     int r;
 
@@ -316,6 +332,8 @@ sender_replace_rejects(struct sender *s, struct sender_slot *sl,
             code[0] = '\0';
             message[0] = '\0';
         }
+        sender_log_text(log_code, sizeof(log_code), code);
+        sender_log_text(log_message, sizeof(log_message), message);
         if (rec->replaced) {
             stuck = true;
             sender_log_failure(s, "reject-refused",
@@ -324,8 +342,8 @@ sender_replace_rejects(struct sender *s, struct sender_slot *sl,
                                "keeping it and retrying slowly",
                                s->opts.stream,
                                (unsigned long long)rec->first_seq,
-                               (unsigned long long)rec->last_seq, code,
-                               message);
+                               (unsigned long long)rec->last_seq, log_code,
+                               log_message);
             continue;
         }
 
@@ -359,7 +377,7 @@ sender_replace_rejects(struct sender *s, struct sender_slot *sl,
         log_err("sender: stream '%s' refused events %llu..%llu for good "
                 "(%s: %s), delivering a reject line in their place",
                 s->opts.stream, (unsigned long long)rec->first_seq,
-                (unsigned long long)rec->last_seq, code, message);
+                (unsigned long long)rec->last_seq, log_code, log_message);
     }
     return stuck;
 }
