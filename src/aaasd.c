@@ -817,13 +817,15 @@ aaasd_status(struct aaasd *d)
     sender_get_stats(d->sender, &st);
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
     (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
-                     "%llu (%llu kept locally), backlog %llu, billed %llu "
-                     "bytes (%llu unpacked)%s%s%s%s",
+                     "%llu (%llu kept locally), refused by the service "
+                     "%llu, backlog %llu, billed %llu bytes (%llu unpacked)"
+                     "%s%s%s%s",
                      st.stalled ? "STALLED, needs attention: " : "",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
                      (unsigned long long)d->rejected,
                      (unsigned long long)d->rejects_kept,
+                     (unsigned long long)st.rejected_events,
                      (unsigned long long)backlog,
                      (unsigned long long)st.billed_bytes,
                      (unsigned long long)st.billed_bytes_unpacked,
@@ -852,13 +854,14 @@ aaasd_finish(struct aaasd *d, const char *why)
     sender_get_stats(d->sender, &st);
     /* Nothing numeric after the duplicates: tools read the number before. */
     log_notice("stopping (%s): accepted %llu, delivered %llu, rejected %llu "
-               "(%llu kept locally), %llu calls, %llu records, billed %llu "
-               "bytes (%llu unpacked), %llu left in the spool, %llu possible "
-               "duplicates", why,
+               "(%llu kept locally), refused by the service %llu, %llu calls, "
+               "%llu records, billed %llu bytes (%llu unpacked), %llu left in "
+               "the spool, %llu possible duplicates", why,
                (unsigned long long)d->accepted,
                (unsigned long long)st.delivered,
                (unsigned long long)d->rejected,
                (unsigned long long)d->rejects_kept,
+               (unsigned long long)st.rejected_events,
                (unsigned long long)st.calls,
                (unsigned long long)st.records,
                (unsigned long long)st.billed_bytes,
@@ -1255,6 +1258,9 @@ aaasd_sender_options(struct aaasd *d, const struct config *c,
         .stream = c->firehose_stream,
         .region = c->firehose_region,
         .endpoint = c->firehose_endpoint,
+        .kinesis = c->kinesis,
+        .partition_key = c->kinesis_partition_key,
+        .agent = d->builder.agent,
         .ca_file = c->ca_file,
         .max_in_flight = c->firehose_max_in_flight,
         .timeout_ms = c->firehose_timeout_ms,

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sink_kinesis.h"
 #include "validate.h"
 
 #define CONFIG_MS_HOUR  3600000L
@@ -38,7 +39,7 @@
 
 /*
  * The sections that may appear at most once, indexed for the "given
- * twice" check.  firehose is also required.
+ * twice" check.  Exactly one of firehose and kinesis is required.
  */
 enum config_section {
     CONFIG_SECTION_SPOOL,
@@ -47,11 +48,13 @@ enum config_section {
     CONFIG_SECTION_SIGNING,
     CONFIG_SECTION_CONTROL,
     CONFIG_SECTION_VALIDATE,
+    CONFIG_SECTION_KINESIS,
     CONFIG_SECTION_MAX,
 };
 
 static const char *const config_section_names[CONFIG_SECTION_MAX] = {
     "spool", "socket", "firehose", "signing", "control", "validate",
+    "kinesis",
 };
 
 struct config_seen_input {
@@ -570,6 +573,39 @@ config_cb_stream(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
     return 0;
 }
 
+static int
+config_cb_kinesis_stream(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+                         void *result)
+{
+    char subj[160], q[160];
+
+    config_note_value(cfg);
+    /* Kinesis Data Streams' rule for stream names. */
+    if (!config_is_word(value, 128, "_.-"))
+        config_report(cfg->line,
+                      "%s: '%s' is not a stream name (1 to 128 of A-Z, a-z, 0-9, '_', '.', '-')",
+                      config_subject(cfg, opt, subj, sizeof(subj)),
+                      config_quote(value, q, sizeof(q)));
+    *(const char **)result = value;
+    return 0;
+}
+
+static int
+config_cb_partition_key(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+                        void *result)
+{
+    char subj[160], q[160];
+    const char *why = NULL;
+
+    config_note_value(cfg);
+    if (!sink_kinesis_key_valid(value, &why))
+        config_report(cfg->line, "%s: '%s': %s",
+                      config_subject(cfg, opt, subj, sizeof(subj)),
+                      config_quote(value, q, sizeof(q)), why);
+    *(const char **)result = value;
+    return 0;
+}
+
 /* Two lowercase letters, one or more "-word" parts, then "-digits". */
 static bool
 config_is_region(const char *s)
@@ -826,11 +862,13 @@ config_validate_section(cfg_t *cfg, cfg_opt_t *opt)
     }
     config_parser->section_seen[i] = line;
 
-    if (i == CONFIG_SECTION_FIREHOSE) {
+    if (i == CONFIG_SECTION_FIREHOSE || i == CONFIG_SECTION_KINESIS) {
         if (!cfg_getstr(sec, "stream"))
-            config_report(line, "firehose: missing required option 'stream'");
+            config_report(line, "%s: missing required option 'stream'",
+                          opt->name);
         if (!cfg_getstr(sec, "region"))
-            config_report(line, "firehose: missing required option 'region'");
+            config_report(line, "%s: missing required option 'region'",
+                          opt->name);
     }
 
     /* Relations between values only mean something if each one was good. */
@@ -839,14 +877,15 @@ config_validate_section(cfg_t *cfg, cfg_opt_t *opt)
     if (i == CONFIG_SECTION_SPOOL &&
         cfg_getint(sec, "segment_size") > cfg_getint(sec, "max_size"))
         config_report(line, "spool: segment_size is larger than max_size");
-    if (i == CONFIG_SECTION_FIREHOSE &&
-        cfg_getint(sec, "retry_initial") > cfg_getint(sec, "retry_max"))
-        config_report(line, "firehose: retry_initial is larger than retry_max");
-    if (i == CONFIG_SECTION_FIREHOSE &&
-        !cfg_getstr(sec, "access_key_id") !=
+    if (i != CONFIG_SECTION_FIREHOSE && i != CONFIG_SECTION_KINESIS)
+        return 0;
+    if (cfg_getint(sec, "retry_initial") > cfg_getint(sec, "retry_max"))
+        config_report(line, "%s: retry_initial is larger than retry_max",
+                      opt->name);
+    if (!cfg_getstr(sec, "access_key_id") !=
                 !cfg_getstr(sec, "secret_access_key"))
-        config_report(line, "firehose: access_key_id and secret_access_key "
-                      "go together; give both or neither");
+        config_report(line, "%s: access_key_id and secret_access_key "
+                      "go together; give both or neither", opt->name);
     return 0;
 }
 
@@ -969,6 +1008,29 @@ config_schema_new(void)
         CFG_INT_CB("max_bytes_per_second", 0, CFGF_NONE, config_cb_size),
         CFG_END(),
     };
+    /* The same delivery options as firehose, and the partition key. */
+    cfg_opt_t kinesis_opts[] = {
+        CFG_STR_CB("stream", NULL, CFGF_NODEFAULT, config_cb_kinesis_stream),
+        CFG_STR_CB("region", NULL, CFGF_NODEFAULT, config_cb_region),
+        CFG_STR_CB("endpoint", NULL, CFGF_NODEFAULT, config_cb_url),
+        CFG_STR_CB("partition_key", "{agent}", CFGF_NONE,
+                   config_cb_partition_key),
+        CFG_STR_CB("ca_file", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_INT_CB("max_in_flight", 4, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("timeout", 30000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("retry_initial", 100, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("retry_max", 30000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("connect_timeout", 10000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("low_speed_time", 30000, CFGF_NONE, config_cb_number),
+        CFG_STR_CB("proxy", NULL, CFGF_NODEFAULT, config_cb_proxy),
+        CFG_STR_CB("access_key_id", NULL, CFGF_NODEFAULT, config_cb_key),
+        CFG_STR_CB("secret_access_key", NULL, CFGF_NODEFAULT, config_cb_key),
+        CFG_BOOL_CB("pack", cfg_false, CFGF_NONE, config_cb_bool),
+        CFG_INT_CB("max_records_per_second", 0, CFGF_NONE,
+                   config_cb_number),
+        CFG_INT_CB("max_bytes_per_second", 0, CFGF_NONE, config_cb_size),
+        CFG_END(),
+    };
     cfg_opt_t signing_opts[] = {
         CFG_STR_CB("key", NULL, CFGF_NODEFAULT, config_cb_path),
         CFG_INT_CB("seal_every", 1000, CFGF_NONE, config_cb_number),
@@ -996,6 +1058,7 @@ config_schema_new(void)
         CFG_SEC("firehose", firehose_opts, CFGF_NONE),
         CFG_SEC("signing", signing_opts, CFGF_NONE),
         CFG_SEC("control", control_opts, CFGF_NONE),
+        CFG_SEC("kinesis", kinesis_opts, CFGF_NONE),
         CFG_END(),
     };
     cfg_t *cfg;
@@ -1132,6 +1195,16 @@ config_fill(cfg_t *root, struct config *c)
     cfg_t *sign = cfg_getsec(root, "signing");
     cfg_t *ctl = cfg_getsec(root, "control");
     int r;
+
+    /* One sink section was given: its delivery options are the ones. */
+    c->kinesis = config_parser->section_seen[CONFIG_SECTION_KINESIS] != 0;
+    if (c->kinesis) {
+        fh = cfg_getsec(root, "kinesis");
+        r = config_dup(cfg_getstr(fh, "partition_key"),
+                       &c->kinesis_partition_key);
+        if (r < 0)
+            return r;
+    }
 
     c->log_level = (int)cfg_getint(root, "log_level");
     c->spool_max_size = (uint64_t)cfg_getint(spool, "max_size");
@@ -1295,8 +1368,16 @@ config_parse(struct config_parser *p, FILE *f, struct config *c)
         return -EINVAL;
     }
 
-    if (!p->section_seen[CONFIG_SECTION_FIREHOSE])
-        config_report(0, "missing required section 'firehose'");
+    if (!p->section_seen[CONFIG_SECTION_FIREHOSE] &&
+        !p->section_seen[CONFIG_SECTION_KINESIS])
+        config_report(0, "missing a sink: give a 'firehose' or a 'kinesis' "
+                      "section");
+    if (p->section_seen[CONFIG_SECTION_FIREHOSE] &&
+        p->section_seen[CONFIG_SECTION_KINESIS])
+        config_report(p->section_seen[CONFIG_SECTION_KINESIS],
+                      "kinesis: only one sink may be given, and firehose "
+                      "is at line %d",
+                      p->section_seen[CONFIG_SECTION_FIREHOSE]);
     if (p->errors > 0)
         return -EINVAL;
 
@@ -1371,6 +1452,7 @@ config_free(struct config *c)
     free(c->firehose_endpoint);
     free(c->ca_file);
     free(c->firehose_proxy);
+    free(c->kinesis_partition_key);
     if (c->secret_access_key)
         explicit_bzero(c->secret_access_key, strlen(c->secret_access_key));
     free(c->access_key_id);

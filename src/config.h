@@ -65,6 +65,13 @@ struct config {
     struct config_input *inputs;
     size_t n_inputs;
 
+    /*
+     * The sink: the firehose section, or the kinesis one (Kinesis Data
+     * Streams) whose stream, region, endpoint and delivery options fill
+     * the same firehose_* fields.
+     */
+    bool kinesis;
+    char *kinesis_partition_key;    /* "{agent}" by default */
     char *firehose_stream;
     char *firehose_region;
     char *firehose_endpoint;    /* NULL: https://firehose.REGION.amazonaws.com */

@@ -644,13 +644,96 @@ test_missing_required(void **state)
 
     path = scratch_write(s, "aaas.conf", "state_dir = \"/var/lib/aaas\"\n");
     assert_int_equal(load_logged(s, path, &c, &log), -EINVAL);
-    assert_logged(log, path, 0, "missing required section 'firehose'");
+    assert_logged(log, path, 0, "missing a sink: give a 'firehose' or a "
+                  "'kinesis' section");
     assert_int_equal(count_lines(log), 1);
     free(log);
 
     path = scratch_write(s, "aaas.conf", "");
     assert_int_equal(load_logged(s, path, &c, &log), -EINVAL);
-    assert_logged(log, path, 0, "missing required section 'firehose'");
+    assert_logged(log, path, 0, "missing a sink: give a 'firehose' or a "
+                  "'kinesis' section");
+    free(log);
+    assert_null(c);
+}
+
+static void
+test_kinesis_sink(void **state)
+{
+    struct scratch *s = *state;
+    struct config *c = NULL;
+    const char *path;
+    char *log;
+
+    path = scratch_write(s, "aaas.conf",
+        "kinesis {\n"
+        "    stream = \"audit.stream-with_a_name_longer_than_sixty_four_"
+        "characters_which_kinesis_allows_x\"\n"
+        "    region = \"eu-west-1\"\n"
+        "    endpoint = \"http://127.0.0.1:4567\"\n"
+        "    partition_key = \"host/{agent}/{seq}\"\n"
+        "    max_in_flight = 2\n"
+        "    pack = true\n"
+        "}\n");
+    assert_int_equal(load_logged(s, path, &c, &log), 0);
+    assert_string_equal(log, "");
+    assert_true(c->kinesis);
+    assert_string_equal(c->firehose_stream, "audit.stream-with_a_name_longer_"
+                        "than_sixty_four_characters_which_kinesis_allows_x");
+    assert_string_equal(c->firehose_region, "eu-west-1");
+    assert_string_equal(c->firehose_endpoint, "http://127.0.0.1:4567");
+    assert_string_equal(c->kinesis_partition_key, "host/{agent}/{seq}");
+    assert_int_equal(c->firehose_max_in_flight, 2);
+    assert_true(c->firehose_pack);
+    free(log);
+    config_free(c);
+
+    /* The default key; firehose configs are not kinesis ones. */
+    path = scratch_write(s, "aaas.conf",
+                         "kinesis { stream = \"k\" region = \"us-east-1\" }\n");
+    assert_int_equal(load_logged(s, path, &c, &log), 0);
+    assert_string_equal(c->kinesis_partition_key, "{agent}");
+    free(log);
+    config_free(c);
+    path = scratch_write(s, "aaas.conf", firehose_ok);
+    assert_int_equal(load_logged(s, path, &c, &log), 0);
+    assert_false(c->kinesis);
+    assert_null(c->kinesis_partition_key);
+    free(log);
+    config_free(c);
+    c = NULL;
+
+    /* Both sinks, bad keys and names: every mistake, each at its line. */
+    path = scratch_write(s, "aaas.conf",
+        "firehose {\n"
+        "    stream = \"audit-events\"\n"
+        "    region = \"us-east-1\"\n"
+        "}\n"
+        "kinesis {\n"
+        "    stream = \"bad name\"\n"
+        "    region = \"us-east-1\"\n"
+        "    partition_key = \"{host}\"\n"
+        "}\n");
+    assert_int_equal(load_logged(s, path, &c, &log), -EINVAL);
+    assert_logged(log, path, 6, "kinesis.stream: 'bad name' is not a stream "
+                  "name (1 to 128 of A-Z, a-z, 0-9, '_', '.', '-')");
+    assert_logged(log, path, 8, "kinesis.partition_key: '{host}': '{' "
+                  "starts no known placeholder ({agent} or {seq})");
+    assert_logged(log, path, 5, "kinesis: only one sink may be given, and "
+                  "firehose is at line 1");
+    assert_int_equal(count_lines(log), 3);
+    assert_null(c);
+    free(log);
+
+    path = scratch_write(s, "aaas.conf",
+        "kinesis {\n"
+        "    partition_key = \"\"\n"
+        "}\n");
+    assert_int_equal(load_logged(s, path, &c, &log), -EINVAL);
+    assert_logged(log, path, 2, "kinesis.partition_key: '': partition key "
+                  "is empty");
+    assert_logged(log, path, 1, "kinesis: missing required option 'stream'");
+    assert_logged(log, path, 1, "kinesis: missing required option 'region'");
     free(log);
     assert_null(c);
 }
@@ -992,6 +1075,7 @@ main(void)
                                         scratch_setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_defaults,
                                         scratch_setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_kinesis_sink, scratch_setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_every_option,
                                         scratch_setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_shipped_config,
