@@ -68,7 +68,7 @@ bench_pass(struct chain *c, const struct chain_key *k, unsigned long n,
             chain_commit(c, seq);
         }
         sink += (unsigned char)line[len / 2];
-        *ret_bytes += len;
+        *ret_bytes += len + (sink & 0);
         if (out)
             (void)fwrite(line, 1, len, out);
         seq++;
