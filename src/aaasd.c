@@ -1014,29 +1014,43 @@ aaasd_reject_file(struct aaasd *d, const char *path,
     return 0;
 }
 
+/*
+ * The scopes point into c (its rule sets) and at reject files that stay
+ * open until exit, so a reload builds a new set before it takes over.
+ */
+static int
+aaasd_build_scopes(struct aaasd *d, const struct config *c,
+                   struct pipeline_scope *ret_socket,
+                   struct pipeline_scope **ret_inputs)
+{
+    struct pipeline_scope sock = { .validate = c->socket_validate };
+    struct pipeline_scope *in;
+    int r;
+
+    r = aaasd_reject_file(d, c->socket_reject_file, &sock.rejects);
+    if (r < 0)
+        return r;
+    in = calloc(c->n_inputs ? c->n_inputs : 1, sizeof(*in));
+    if (!in)
+        return -ENOMEM;
+    for (size_t i = 0; i < c->n_inputs; i++) {
+        in[i].validate = c->inputs[i].validate;
+        r = aaasd_reject_file(d, c->inputs[i].reject_file, &in[i].rejects);
+        if (r < 0) {
+            free(in);
+            return r;
+        }
+    }
+    *ret_socket = sock;
+    *ret_inputs = in;
+    return 0;
+}
+
 static int
 aaasd_setup_scopes(struct aaasd *d)
 {
-    struct config *c = d->cfg;
-    int r;
-
-    d->socket_scope.validate = c->socket_validate;
-    r = aaasd_reject_file(d, c->socket_reject_file,
-                          &d->socket_scope.rejects);
-    if (r < 0)
-        return r;
-    d->input_scopes = calloc(c->n_inputs ? c->n_inputs : 1,
-                             sizeof(*d->input_scopes));
-    if (!d->input_scopes)
-        return -ENOMEM;
-    for (size_t i = 0; i < c->n_inputs; i++) {
-        d->input_scopes[i].validate = c->inputs[i].validate;
-        r = aaasd_reject_file(d, c->inputs[i].reject_file,
-                              &d->input_scopes[i].rejects);
-        if (r < 0)
-            return r;
-    }
-    return 0;
+    return aaasd_build_scopes(d, d->cfg, &d->socket_scope,
+                              &d->input_scopes);
 }
 
 static int
@@ -1691,6 +1705,7 @@ aaasd_reload_inputs(struct aaasd *d, const struct config *c,
 static int
 aaasd_reload(struct aaasd *d)
 {
+    struct pipeline_scope sock_scope, *in_scopes = NULL;
     struct config *next = NULL;
     struct tail *tail = NULL;
     const char *why = NULL;
@@ -1701,6 +1716,9 @@ aaasd_reload(struct aaasd *d)
         return r;
     aaasd_keep_restart_options(d->cfg, next);
 
+    r = aaasd_build_scopes(d, next, &sock_scope, &in_scopes);
+    if (r < 0)
+        goto out;
     r = aaasd_reload_inputs(d, next, &tail);
     if (r < 0)
         goto out;
@@ -1719,6 +1737,10 @@ aaasd_reload(struct aaasd *d)
     d->tail = tail_free(d->tail);
     d->tail = tail;
     tail = NULL;
+    free(d->input_scopes);
+    d->input_scopes = in_scopes;
+    in_scopes = NULL;
+    d->socket_scope = sock_scope;
     r = aaasd_input_stats(d, next);
     if (r < 0) {
         /* The old counters name inputs of the config about to go. */
@@ -1739,6 +1761,7 @@ aaasd_reload(struct aaasd *d)
     r = 0;
 
 out:
+    free(in_scopes);
     tail_free(tail);
     config_free(next);
     return r;

@@ -222,3 +222,36 @@ def test_unwritable_reject_file_stops_start(make_daemon, setup, receiver):
     assert ("cannot open reject file '%s': No such file or directory, "
             "exiting" % rej) in err, err
     d.cleanup()
+
+
+def test_reload_brings_new_rules_and_inputs(make_daemon, setup, receiver):
+    """Rules and added inputs of a reloaded config apply to what follows."""
+    from test_service import reload_and_wait
+
+    other = setup.root / "later"
+    other.mkdir()
+    path = setup.config(receiver.url, socket=True, inputs=[
+        ("app", {"path": setup.logs / "*.log"})])
+    d = make_daemon().start()
+    first = [jline(phase=1, n=i) for i in range(3)]
+    s = send_socket(setup, first)
+    wait_lines(receiver, 3, d)
+    s.close()
+
+    # Rules at top level and a second input, both new.
+    text = path.read_text() + "\n" + RULES + "\n"
+    text += 'input "later" { path = %s }\n' % json.dumps(str(other / "*.log"))
+    path.write_text(text)
+    reload_and_wait(d, "reload: '%s' applied" % path)
+    bad, why = BAD[0]
+    s = send_socket(setup, [bad, good_line("after", 0)])
+    write_lines(other / "l.log", [bad])
+    wait_lines(receiver, 6, d)
+    s.close()
+    d.stop()
+    got = delivered(receiver.out_dir)
+    check_meta(got)
+    late = [ln for ln in got if ln.meta["seq"] > 3]
+    reasons = sorted(ln.reject["reason"] for ln in rejects(late))
+    assert reasons == [why, why], reasons
+    assert [ln.original for ln in events(late)] == [good_line("after", 0)]
