@@ -48,6 +48,7 @@
 #define AAASD_REJECT_RAW_MAX (512u * 1024u)
 #define AAASD_PARSE_DEPTH 64
 #define AAASD_RETRY_USEC (200ull * 1000ull)
+#define AAASD_CKPT_USEC (250ull * 1000ull)
 
 /* What applies to the events of one input, or of the socket. */
 struct pipeline_scope {
@@ -97,6 +98,7 @@ struct aaasd {
     sd_event_source *stop_check;    /* shutdown: exits once all is sent */
 
     sd_event_source *retry_timer;   /* re-tries a failed spool write */
+    sd_event_source *ckpt_timer;    /* writes a checkpoint left waiting */
     bool full;                      /* spool at max_size: inputs paused */
     bool held;                      /* an input holds a line until the
                                      * spool's write buffer drains */
@@ -162,6 +164,95 @@ pipeline_mark(struct aaasd *d)
 }
 
 /* Lets the spool drop markers that a saved offsets file now covers. */
+static void pipeline_retry_later(struct aaasd *d);
+static bool pipeline_flush_rejects(struct aaasd *d);
+static void pipeline_retain(struct aaasd *d);
+
+static void
+pipeline_arm_checkpoint(struct aaasd *d)
+{
+    int enabled = SD_EVENT_OFF;
+
+    if (!d->ckpt_timer)
+        return;
+    (void)sd_event_source_get_enabled(d->ckpt_timer, &enabled);
+    if (enabled != SD_EVENT_OFF)
+        return;
+    (void)sd_event_source_set_time_relative(d->ckpt_timer, AAASD_CKPT_USEC);
+    (void)sd_event_source_set_enabled(d->ckpt_timer, SD_EVENT_ON);
+}
+
+/* Segments go once a checkpoint covers them: room may have come back. */
+static void
+pipeline_check_room(struct aaasd *d)
+{
+    if (d->full && !spool_is_full(d->spool)) {
+        d->full = false;
+        d->held = false;
+        log_notice("spool: '%s' has room again, resuming inputs",
+                   d->cfg->spool_dir);
+        pipeline_resume(d);
+    }
+}
+
+static int
+pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
+                void *userdata)
+{
+    struct aaasd *d = userdata;
+    uint64_t durable;
+    int r;
+
+    r = spool_sync_collect(d->spool);
+    if (r < 0) {
+        if (r != d->sync_error)
+            log_err("spool: cannot sync '%s': %s, events stay unacknowledged "
+                    "and the sync is retried", d->cfg->spool_dir,
+                    strerror(-r));
+        if (r != d->sync_error) {
+            d->sync_error = r;
+            aaasd_status(d);
+        }
+        pipeline_retry_later(d);
+        return 0;
+    }
+    if (d->sync_error) {
+        log_notice("spool: '%s' is writable again", d->cfg->spool_dir);
+        d->sync_error = 0;
+        aaasd_status(d);
+    }
+
+    durable = spool_durable_seq(d->spool);
+    d->accepted = durable;
+    pipeline_check_room(d);
+    if (d->held && !d->full) {
+        d->held = false;
+        pipeline_resume(d);
+    }
+    /*
+     * A line kept in a reject file counts as held by the event spooled
+     * before it, so offsets may only move once the reject file is synced.
+     */
+    if (d->tail && pipeline_flush_rejects(d))
+        tail_durable(d->tail, durable);
+    pipeline_retain(d);
+    if (d->sealer) {
+        r = sealer_durable(d->sealer, durable);
+        if (r < 0)
+            log_err("chain: cannot replace the key file '%s' at the end of "
+                    "epoch %llu: %s, keeping the old key and retrying",
+                    d->cfg->signing_key,
+                    (unsigned long long)sealer_epoch(d->sealer),
+                    strerror(-r));
+        else if (r > 0)
+            log_notice("chain: signing epoch %llu began, the previous key "
+                       "is erased", (unsigned long long)
+                       sealer_epoch(d->sealer));
+    }
+    sender_kick(d->sender);
+    return 0;
+}
+
 static void
 pipeline_retain(struct aaasd *d)
 {
@@ -176,6 +267,8 @@ pipeline_retain(struct aaasd *d)
         log_warning("spool: cannot delete acknowledged segments in '%s': "
                     "%s, trying again later", d->cfg->spool_dir,
                     strerror(-r));
+    /* Releasing the retained segments may have made room. */
+    pipeline_check_room(d);
 }
 
 static int
@@ -194,6 +287,7 @@ pipeline_append_line(struct aaasd *d, const char *buf, size_t len,
     }
     if (r == -ENOSPC && !d->full) {
         d->full = true;
+        pipeline_arm_checkpoint(d);
         log_notice("spool: '%s' reached its size limit, pausing inputs "
                    "until the sink catches up", d->cfg->spool_dir);
     }
@@ -738,59 +832,20 @@ pipeline_commit(sd_event_source *es, void *userdata)
 }
 
 static int
-pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
-                void *userdata)
+pipeline_checkpoint_cb(sd_event_source *es, uint64_t usec, void *userdata)
 {
     struct aaasd *d = userdata;
-    uint64_t durable;
-    int r;
 
-    r = spool_sync_collect(d->spool);
-    if (r < 0) {
-        if (r != d->sync_error)
-            log_err("spool: cannot sync '%s': %s, events stay unacknowledged "
-                    "and the sync is retried", d->cfg->spool_dir,
-                    strerror(-r));
-        if (r != d->sync_error) {
-            d->sync_error = r;
-            aaasd_status(d);
-        }
-        pipeline_retry_later(d);
-        return 0;
-    }
-    if (d->sync_error) {
-        log_notice("spool: '%s' is writable again", d->cfg->spool_dir);
-        d->sync_error = 0;
-        aaasd_status(d);
-    }
-
-    durable = spool_durable_seq(d->spool);
-    d->accepted = durable;
-    if (d->held && !d->full) {
-        d->held = false;
-        pipeline_resume(d);
-    }
     /*
-     * A line kept in a reject file counts as held by the event spooled
-     * before it, so offsets may only move once the reject file is synced.
+     * While the spool is full, keep looking: room comes back when a
+     * checkpoint or the tail's saved offsets release segments, and no
+     * input event will arrive to notice it.
      */
-    if (d->tail && pipeline_flush_rejects(d))
-        tail_durable(d->tail, durable);
     pipeline_retain(d);
-    if (d->sealer) {
-        r = sealer_durable(d->sealer, durable);
-        if (r < 0)
-            log_err("chain: cannot replace the key file '%s' at the end of "
-                    "epoch %llu: %s, keeping the old key and retrying",
-                    d->cfg->signing_key,
-                    (unsigned long long)sealer_epoch(d->sealer),
-                    strerror(-r));
-        else if (r > 0)
-            log_notice("chain: signing epoch %llu began, the previous key "
-                       "is erased", (unsigned long long)
-                       sealer_epoch(d->sealer));
-    }
-    sender_kick(d->sender);
+    if (spool_checkpoint(d->spool) > 0 || d->full)
+        (void)sd_event_source_set_time_relative(es, AAASD_CKPT_USEC);
+    else
+        (void)sd_event_source_set_enabled(es, SD_EVENT_OFF);
     return 0;
 }
 
@@ -799,13 +854,14 @@ pipeline_acked(void *userdata, uint64_t acked_seq)
 {
     struct aaasd *d = userdata;
 
-    if (d->full && !spool_is_full(d->spool)) {
-        d->full = false;
-        d->held = false;
-        log_notice("spool: '%s' has room again, resuming inputs",
-                   d->cfg->spool_dir);
-        pipeline_resume(d);
-    }
+    /*
+     * The spool writes checkpoints at most every 200 ms; when the last
+     * answer falls inside that window nothing else would write it, and
+     * acknowledged segments would fill the spool.
+     */
+    if (spool_checkpoint(d->spool) > 0)
+        pipeline_arm_checkpoint(d);
+    pipeline_check_room(d);
 }
 
 static void
@@ -1256,6 +1312,11 @@ aaasd_setup_spool(struct aaasd *d)
     if (r < 0)
         return r;
     (void)sd_event_source_set_enabled(d->retry_timer, SD_EVENT_OFF);
+    r = sd_event_add_time(d->event, &d->ckpt_timer, CLOCK_MONOTONIC,
+                          UINT64_MAX, 0, pipeline_checkpoint_cb, d);
+    if (r < 0)
+        return r;
+    (void)sd_event_source_set_enabled(d->ckpt_timer, SD_EVENT_OFF);
     return aaasd_setup_chain(d);
 }
 
@@ -1441,6 +1502,7 @@ aaasd_teardown(struct aaasd *d)
     sd_event_source_disable_unref(d->commit);
     sd_event_source_disable_unref(d->sync_io);
     sd_event_source_disable_unref(d->retry_timer);
+    sd_event_source_disable_unref(d->ckpt_timer);
     sd_event_source_disable_unref(d->status_timer);
     sd_event_source_disable_unref(d->flush_timer);
     sd_event_source_disable_unref(d->stop_check);

@@ -1573,6 +1573,13 @@ spool_retain(struct spool *s, uint64_t seq)
 }
 
 int
+spool_checkpoint(struct spool *s)
+{
+    spool_maybe_checkpoint(s);
+    return s->acked_seq > s->ckpt_posted ? 1 : 0;
+}
+
+int
 spool_ack(struct spool *s, uint64_t seq)
 {
     if (seq > s->durable_seq)

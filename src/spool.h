@@ -143,6 +143,14 @@ int spool_ack(struct spool *s, uint64_t seq);
 uint64_t spool_acked_seq(const struct spool *s);
 
 /*
+ * Starts the checkpoint write for the acknowledgements so far when the
+ * last one is old enough.  Returns 1 while an acknowledgement still waits
+ * for its checkpoint: the caller calls again later, since segments are
+ * only deleted behind a checkpoint and a quiet sink brings no new acks.
+ */
+int spool_checkpoint(struct spool *s);
+
+/*
  * Highest sequence number that may have reached the sink before the last
  * stop.  Frames in (acked, sent] that are sent again after a restart are
  * possible duplicates.  spool_mark_sent() is called before each send.

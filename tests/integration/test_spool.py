@@ -14,7 +14,7 @@ import pytest
 
 from conftest import (HERE, Daemon, Setup, assert_exactly_once, delivered,
                       check_meta, daemon_environment, events, wait_for,
-                      wait_lines)
+                      jline, wait_lines, write_lines)
 
 
 def event_line(tag, i):
@@ -184,3 +184,26 @@ def test_second_daemon_refused(make_daemon, build, setup, receiver,
     send_events(setup.socket_path, [event_line("first", 0)], connections=1)
     wait_lines(receiver, 1, first)
     first.stop()
+
+
+def test_small_spool_keeps_flowing(make_daemon, setup, receiver):
+    """Acknowledged segments are deleted even when the sink goes quiet.
+
+    The checkpoint that lets the spool delete them is written at most every
+    200 ms; the last answer of a burst used to leave it unwritten, so a
+    spool of a few segments filled with delivered events and stopped
+    taking input for good.
+    """
+    path = setup.config(receiver.url, socket=False, inputs=[
+        ("app", {"path": setup.logs / "*.log"})])
+    text = path.read_text()
+    spool = "spool { dir = %s }" % json.dumps(str(setup.spool))
+    assert spool in text
+    path.write_text(text.replace(spool, spool[:-1] +
+                                 ' max_size = "1M" segment_size = "256k" }'))
+    lines = [jline(small=i, pad="s" * 180) for i in range(20000)]
+    d = make_daemon().start()
+    write_lines(setup.logs / "big.log", lines)
+    wait_lines(receiver, len(lines), d, 120)
+    d.stop()
+    assert_exactly_once(delivered(receiver.out_dir), lines)
