@@ -888,7 +888,8 @@ verify_seals(struct verify *v, struct vagent *a, struct vfind *f)
 
     struct vseal *p = NULL;     /* the last seal made by this agent */
 
-    qsort(a->seals, a->n_seals, sizeof(*a->seals), vseal_cmp);
+    if (a->n_seals > 1)
+        qsort(a->seals, a->n_seals, sizeof(*a->seals), vseal_cmp);
     for (size_t i = 0; i < a->n_seals; i++) {
         struct vseal *s = &a->seals[i];
 
@@ -1191,7 +1192,9 @@ verify_analyse(struct verify *v, struct vagent *a, struct vfind *f)
     int r;
 
     verify_dedupe(v, a, f);
-    qsort(a->gaps, a->n_gaps, sizeof(*a->gaps), vrange_cmp);
+    /* qsort() wants a real array even for no elements. */
+    if (a->n_gaps > 1)
+        qsort(a->gaps, a->n_gaps, sizeof(*a->gaps), vrange_cmp);
     r = verify_seals(v, a, f);
     if (r < 0)
         return r;
