@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -46,10 +45,10 @@ s.close()
 """
 
 
-# -- the document --------------------------------------------------------------
+# -- the document ------------------------------------------------------------
 
-BLOCK_RE = re.compile(r"<!-- (athena|duckdb): ([a-z_]+) -->\s*```sql\n(.*?)```",
-                      re.S)
+BLOCK_RE = re.compile(
+    r"<!-- (athena|duckdb): ([a-z_]+) -->\s*```sql\n(.*?)```", re.S)
 
 
 def doc_blocks():
@@ -81,7 +80,7 @@ def query(bucket, name, params=()):
     return duckdb(bucket, ["settings", "table", name], params)
 
 
-# -- the delivery --------------------------------------------------------------
+# -- the delivery ------------------------------------------------------------
 
 def login(actor, failed, i, via):
     return jline(action="login", actor=actor,
@@ -222,7 +221,7 @@ def writer(ln):
     return json.loads(ln.original)
 
 
-# -- the queries ---------------------------------------------------------------
+# -- the queries -------------------------------------------------------------
 
 def test_doc_pairs_every_query():
     blocks = doc_blocks()
