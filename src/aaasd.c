@@ -1266,6 +1266,34 @@ aaasd_setup_chain(struct aaasd *d)
     return 0;
 }
 
+/*
+ * Recovery skips damaged frames rather than stopping the host's audit
+ * trail; what they held is gone, so say exactly where and which events.
+ */
+static void
+aaasd_report_damage(struct aaasd *d)
+{
+    struct spool_damage dm;
+    size_t n = spool_damage_count(d->spool);
+
+    for (size_t i = 0; i < n; i++) {
+        spool_damage_get(d->spool, i, &dm);
+        if (dm.seq_before && dm.seq_after && dm.seq_after > dm.seq_before + 1)
+            log_err("spool: '%s/%s' is damaged at bytes %llu-%llu: events "
+                    "%llu to %llu are lost, delivering the rest",
+                    d->cfg->spool_dir, dm.segment,
+                    (unsigned long long)dm.start, (unsigned long long)dm.end,
+                    (unsigned long long)dm.seq_before + 1,
+                    (unsigned long long)dm.seq_after - 1);
+        else
+            log_err("spool: '%s/%s' is damaged at bytes %llu-%llu: the "
+                    "events stored there (after %llu) are lost, delivering "
+                    "the rest", d->cfg->spool_dir, dm.segment,
+                    (unsigned long long)dm.start, (unsigned long long)dm.end,
+                    (unsigned long long)dm.seq_before);
+    }
+}
+
 static int
 aaasd_setup_spool(struct aaasd *d)
 {
@@ -1291,6 +1319,7 @@ aaasd_setup_spool(struct aaasd *d)
                 strerror(-r));
         return r;
     }
+    aaasd_report_damage(d);
     log_info("spool: '%s' holds events up to %llu, acknowledged up to %llu",
              c->spool_dir,
              (unsigned long long)spool_next_seq(d->spool) - 1,

@@ -163,6 +163,8 @@ struct spool_seg {
 struct spool_hole {
     uint64_t seg_first;
     uint64_t start, end;        /* file offsets, end exclusive */
+    uint64_t seq_before;        /* last good frame before it, 0: none */
+    uint64_t seq_after;         /* first good frame after it, 0: none */
 };
 
 /* A segment file open for writing that may hold unsynced data. */
@@ -508,7 +510,7 @@ segs_find(const struct spool *s, uint64_t seq)
 
 static int
 spool_add_hole(struct spool *s, uint64_t seg_first, uint64_t start,
-               uint64_t end)
+               uint64_t end, uint64_t seq_before)
 {
     struct spool_hole *n;
 
@@ -518,6 +520,7 @@ spool_add_hole(struct spool *s, uint64_t seg_first, uint64_t start,
     s->holes = n;
     s->holes[s->nholes++] = (struct spool_hole) {
         .seg_first = seg_first, .start = start, .end = end,
+        .seq_before = seq_before,
     };
     return 0;
 }
@@ -687,6 +690,13 @@ recover_segment(struct spool *s, struct spool_reader *rd,
         if (r < 0 && r != -EBADMSG)
             goto out;
         if (r == 1 && frame_seq_follows(marker, seq, last)) {
+            struct spool_hole *h = s->nholes ? &s->holes[s->nholes - 1]
+                                             : NULL;
+
+            /* The first event after a hole bounds what it swallowed. */
+            if (!marker && h && h->seg_first == seg->first_seq &&
+                h->seq_after == 0)
+                h->seq_after = seq;
             seg->has_marker |= marker;
             last = seq;
             rd->pos += SPOOL_HDR + len;
@@ -703,7 +713,8 @@ recover_segment(struct spool *s, struct spool_reader *rd,
             break;
         log_debug("spool: '%s' damaged at bytes %llu-%llu, skipping them",
                   name, (unsigned long long)off, (unsigned long long)next);
-        r = spool_add_hole(s, seg->first_seq, off, next);
+        r = spool_add_hole(s, seg->first_seq, off, next,
+                           last >= seg->first_seq ? last : 0);
         if (r < 0)
             goto out;
         reader_seek(rd, next);
@@ -1570,6 +1581,24 @@ spool_retain(struct spool *s, uint64_t seq)
 {
     s->retain_seq = seq;
     return spool_delete_acked(s);
+}
+
+size_t
+spool_damage_count(const struct spool *s)
+{
+    return s->nholes;
+}
+
+void
+spool_damage_get(const struct spool *s, size_t i, struct spool_damage *ret)
+{
+    const struct spool_hole *h = &s->holes[i];
+
+    seg_name(ret->segment, sizeof(ret->segment), h->seg_first);
+    ret->start = h->start;
+    ret->end = h->end;
+    ret->seq_before = h->seq_before;
+    ret->seq_after = h->seq_after;
 }
 
 int

@@ -158,6 +158,23 @@ int spool_checkpoint(struct spool *s);
 int spool_mark_sent(struct spool *s, uint64_t seq);
 uint64_t spool_sent_seq_at_open(const struct spool *s);
 
+/*
+ * Damage that recovery skipped over: a byte range of a segment whose
+ * frames are lost.  seq_before and seq_after are the good frames around
+ * it (0 when there is none in that segment), so the lost events lie
+ * between them.  The caller reports it; the spool only remembers.
+ */
+struct spool_damage {
+    char segment[32];           /* file name in the spool directory */
+    uint64_t start, end;        /* byte offsets, end exclusive */
+    uint64_t seq_before;
+    uint64_t seq_after;
+};
+
+size_t spool_damage_count(const struct spool *s);
+void spool_damage_get(const struct spool *s, size_t i,
+                      struct spool_damage *ret);
+
 /* Bytes on disk, for status and back-pressure. */
 uint64_t spool_size(const struct spool *s);
 bool spool_is_full(const struct spool *s);

@@ -447,6 +447,36 @@ test_torn_tail_every_offset(void **state)
 }
 
 /* Damages one segment of frames 1..10 and checks which frames survive. */
+/*
+ * The damage the spool reports brackets the frames that are gone: the
+ * operator is told which events were lost, never left to guess.
+ */
+static void
+check_damage_report(struct spool *s, const uint64_t *want, size_t nwant)
+{
+    struct spool_damage dm;
+    uint64_t first_lost = 0;
+    size_t i;
+
+    for (i = 0; i < nwant; i++)
+        if (want[i] != i + 1) {
+            first_lost = i + 1;
+            break;
+        }
+    if (nwant == 10) {
+        assert_int_equal(spool_damage_count(s), 0);
+        return;
+    }
+    if (!first_lost)
+        first_lost = nwant + 1;
+    assert_int_equal(spool_damage_count(s), 1);
+    spool_damage_get(s, 0, &dm);
+    assert_string_equal(dm.segment, "0000000000000001.seg");
+    assert_true(dm.start < dm.end);
+    assert_int_equal(dm.seq_before, first_lost - 1);
+    assert_int_equal(dm.seq_after, i < nwant ? want[i] : 0);
+}
+
 static void
 check_damage(size_t off, size_t n, int how, const uint64_t *want,
              size_t nwant)
@@ -467,6 +497,7 @@ check_damage(size_t off, size_t n, int how, const uint64_t *want,
     assert_int_equal(spool_next_seq(s), 11);
     assert_int_equal(read_all(s, 1, got, 16), nwant);
     assert_memory_equal(got, want, nwant * sizeof(want[0]));
+    check_damage_report(s, want, nwant);
     append_to(s, 12);
     assert_int_equal(spool_sync_now(s), 0);
     spool_free(s);
