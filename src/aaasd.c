@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1131,6 +1132,11 @@ aaasd_setup_inputs(struct aaasd *d)
         if (r == -EADDRINUSE) {
             log_err("socket: another process is listening on '%s', exiting",
                     c->socket_path);
+            return r;
+        }
+        if (r == -ENOENT && c->socket_group && !getgrnam(c->socket_group)) {
+            log_err("socket: group '%s' (socket.group in '%s') does not "
+                    "exist on this host, exiting", c->socket_group, c->file);
             return r;
         }
         if (r < 0) {

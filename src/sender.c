@@ -406,13 +406,15 @@ sender_call_done(void *userdata, const struct http_result *res)
          * broke, so what is sent again may be there twice.
          */
         s->stats.failed_calls++;
-        s->stats.possible_duplicates += batch_n_events(&sl->batch);
+        /* Without a connection nothing can have reached the service. */
+        if (!res->unsent)
+            s->stats.possible_duplicates += batch_n_events(&sl->batch);
         sl->attempt++;
         sender_log_failure(s, "transport",
                            "sender: call to '%s' failed: %s, retrying %zu "
-                           "events (possible duplicates)",
-                           sender_host(s), res->error_text,
-                           batch_n_events(&sl->batch));
+                           "events%s", sender_host(s), res->error_text,
+                           batch_n_events(&sl->batch),
+                           res->unsent ? "" : " (possible duplicates)");
         sender_schedule_retry(sl, false);
         goto out;
     }
