@@ -1,8 +1,9 @@
 #!/bin/sh
 # bench/e2e.sh [EVENTS] [CONNECTIONS] [SIZE]: end-to-end figures for aaasd.
 #
-# Starts the local receiver (signature checks on, fsync off so that the
-# receiver is not the bottleneck) and the daemon with durable sync, writes
+# Starts the local receiver over TLS (signature checks on, fsync off so
+# that the receiver is not the bottleneck) and the daemon with durable
+# sync, the hash chain and Ed25519 seals (a key from aaasctl keygen), writes
 # EVENTS events of SIZE bytes over CONNECTIONS socket connections, waits
 # until all are delivered and prints events/s, the daemon's CPU-seconds
 # per million events and its peak RSS.  Also runs the corpus files.
@@ -24,7 +25,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$work/tls.key" -out "$work/tls.crt" -days 1 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+"$build/aaasctl" keygen -f "$work/signing.key" >/dev/null
 "$py" "$top/tests/integration/firehose_receiver.py" --port 0 --no-fsync \
+    --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
     --out "$work/out" --access-key AKIDBENCH --secret-key bench-secret \
     >"$work/receiver.out" 2>"$work/receiver.log" &
 recv=$!
@@ -35,7 +41,7 @@ done
 port=$(awk '/^listening/ { print $3 }' "$work/receiver.out")
 
 stored() {
-    curl -s "http://127.0.0.1:$port/_stats" |
+    curl -s --cacert "$work/tls.crt" "https://127.0.0.1:$port/_stats" |
         "$py" -c 'import json,sys; print(json.load(sys.stdin)["newlines_stored"])'
 }
 
@@ -74,8 +80,10 @@ $1
 firehose {
     stream = "audit-events"
     region = "us-east-1"
-    endpoint = "http://127.0.0.1:$port"
+    endpoint = "https://127.0.0.1:$port"
+    ca_file = "$work/tls.crt"
 }
+signing { key = "$work/signing.key" }
 CONF
     env AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret \
         AWS_EC2_METADATA_DISABLED=true \

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +31,15 @@
 #include "parse_auditd.h"
 #include "parse_json.h"
 #include "parse_raw.h"
+#include "reject_file.h"
+#include "sealer.h"
 #include "sender.h"
 #include "sigv4.h"
 #include "socket_input.h"
 #include "spool.h"
 #include "status.h"
 #include "tail.h"
+#include "validate.h"
 
 #define AAASD_DEFAULT_CONFIG "/etc/aaas.conf"
 #define AAASD_STATUS_USEC (5ull * 1000000ull)
@@ -45,8 +49,13 @@
 #define AAASD_REJECT_RAW_MAX (512u * 1024u)
 #define AAASD_PARSE_DEPTH 64
 #define AAASD_RETRY_USEC (200ull * 1000ull)
-/* Free spool bytes (at most; a quarter of max_size if less) to resume. */
-#define AAASD_RESUME_ROOM (16ull * 1024ull * 1024ull)
+#define AAASD_CKPT_USEC (250ull * 1000ull)
+
+/* What applies to the events of one input, or of the socket. */
+struct pipeline_scope {
+    struct validate *validate;      /* from the config; NULL: no rules */
+    struct reject_file *rejects;    /* NULL: rejects are delivered */
+};
 
 static const char *arg_config = AAASD_DEFAULT_CONFIG;
 static int arg_check_config;
@@ -74,6 +83,14 @@ struct aaasd {
     uint64_t reloads;
     uint64_t reload_failures;
     char last_error[512];           /* the sender's, for status_report */
+    struct sealer *sealer;
+    sd_event_source *seal_timer;    /* seals a range that grew old */
+
+    struct pipeline_scope socket_scope;
+    struct pipeline_scope *input_scopes;    /* one per config input */
+    struct reject_file **reject_files;      /* each path once; owned */
+    size_t n_reject_files;
+    int reject_error;               /* last reject file failure, 0: fine */
 
     sd_event_source *commit;        /* requests a sync after appends */
     sd_event_source *sync_io;       /* the spool's sync completions */
@@ -82,18 +99,24 @@ struct aaasd {
     sd_event_source *stop_check;    /* shutdown: exits once all is sent */
 
     sd_event_source *retry_timer;   /* re-tries a failed spool write */
+    sd_event_source *ckpt_timer;    /* writes a checkpoint left waiting */
     bool full;                      /* spool at max_size: inputs paused */
     bool held;                      /* an input holds a line until the
                                      * spool's write buffer drains */
     bool stopping;
     int sync_error;                 /* last sync failure, 0 when fine */
+    char *marker_buf;               /* SPOOL_MARKER_MAX bytes, for tail */
+    uint64_t retained;              /* last value given to spool_retain */
     uint64_t accepted;              /* events durable in the spool */
     uint64_t rejected;
+    uint64_t rejects_kept;          /* of those, kept in a reject file */
     uint64_t appended;              /* events appended, durable or not */
     char why[160];                  /* copy of the last reject reason */
     const char *reason;             /* last stored line's reject reason,
                                      * NULL when it was accepted */
 };
+
+static void aaasd_status(struct aaasd *d);
 
 static void
 pipeline_pause(struct aaasd *d)
@@ -115,34 +138,293 @@ pipeline_resume(struct aaasd *d)
         socket_input_resume(d->socket);
 }
 
+/*
+ * Puts the file inputs' read positions into the spool behind the lines
+ * they cover, so that both reach the disk in one sync: after a crash each
+ * file is read again from the first line that was not spooled.  Called
+ * before anything flushes the spool's buffer to its files.
+ */
+static void
+pipeline_mark(struct aaasd *d)
+{
+    size_t len = 0;
+    int r;
+
+    if (!d->tail || !d->marker_buf)
+        return;
+    for (;;) {
+        r = tail_marker(d->tail, d->marker_buf, SPOOL_MARKER_MAX, &len);
+        if (r < 0 || len == 0)
+            break;
+        r = spool_append_marker(d->spool, d->marker_buf, len);
+        if (r < 0) {
+            tail_marker_retry(d->tail);
+            break;
+        }
+    }
+    if (r < 0)
+        log_debug("tail: cannot spool the read positions: %s, trying at "
+                  "the next commit", strerror(-r));
+}
+
+/* Lets the spool drop markers that a saved offsets file now covers. */
+static void pipeline_retry_later(struct aaasd *d);
+static bool pipeline_flush_rejects(struct aaasd *d);
+static void pipeline_retain(struct aaasd *d);
+
+static void
+pipeline_arm_checkpoint(struct aaasd *d)
+{
+    int enabled = SD_EVENT_OFF;
+
+    if (!d->ckpt_timer)
+        return;
+    (void)sd_event_source_get_enabled(d->ckpt_timer, &enabled);
+    if (enabled != SD_EVENT_OFF)
+        return;
+    (void)sd_event_source_set_time_relative(d->ckpt_timer, AAASD_CKPT_USEC);
+    (void)sd_event_source_set_enabled(d->ckpt_timer, SD_EVENT_ON);
+}
+
+/* Segments go once a checkpoint covers them: room may have come back. */
+static void
+pipeline_check_room(struct aaasd *d)
+{
+    if (d->full && !spool_is_full(d->spool)) {
+        d->full = false;
+        d->held = false;
+        log_notice("spool: '%s' has room again, resuming inputs",
+                   d->cfg->spool_dir);
+        pipeline_resume(d);
+    }
+}
+
 static int
-pipeline_append(struct aaasd *d, uint64_t *ret_seq)
+pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
+                void *userdata)
+{
+    struct aaasd *d = userdata;
+    uint64_t durable;
+    int r;
+
+    r = spool_sync_collect(d->spool);
+    if (r < 0) {
+        if (r != d->sync_error)
+            log_err("spool: cannot sync '%s': %s, events stay unacknowledged "
+                    "and the sync is retried", d->cfg->spool_dir,
+                    strerror(-r));
+        if (r != d->sync_error) {
+            d->sync_error = r;
+            aaasd_status(d);
+        }
+        pipeline_retry_later(d);
+        return 0;
+    }
+    if (d->sync_error) {
+        log_notice("spool: '%s' is writable again", d->cfg->spool_dir);
+        d->sync_error = 0;
+        aaasd_status(d);
+    }
+
+    durable = spool_durable_seq(d->spool);
+    d->accepted = durable;
+    pipeline_check_room(d);
+    if (d->held && !d->full) {
+        d->held = false;
+        pipeline_resume(d);
+    }
+    /*
+     * A line kept in a reject file counts as held by the event spooled
+     * before it, so offsets may only move once the reject file is synced.
+     */
+    if (d->tail && pipeline_flush_rejects(d))
+        tail_durable(d->tail, durable);
+    if (d->socket)
+        socket_input_durable(d->socket, durable);
+    pipeline_retain(d);
+    if (d->sealer) {
+        r = sealer_durable(d->sealer, durable);
+        if (r < 0)
+            log_err("chain: cannot replace the key file '%s' at the end of "
+                    "epoch %llu: %s, keeping the old key and retrying",
+                    d->cfg->signing_key,
+                    (unsigned long long)sealer_epoch(d->sealer),
+                    strerror(-r));
+        else if (r > 0)
+            log_notice("chain: signing epoch %llu began, the previous key "
+                       "is erased", (unsigned long long)
+                       sealer_epoch(d->sealer));
+    }
+    sender_kick(d->sender);
+    return 0;
+}
+
+static void
+pipeline_retain(struct aaasd *d)
+{
+    uint64_t seq = d->tail ? tail_saved_seq(d->tail) : UINT64_MAX;
+    int r;
+
+    if (seq == d->retained)
+        return;
+    d->retained = seq;
+    r = spool_retain(d->spool, seq);
+    if (r < 0)
+        log_warning("spool: cannot delete acknowledged segments in '%s': "
+                    "%s, trying again later", d->cfg->spool_dir,
+                    strerror(-r));
+    /* Releasing the retained segments may have made room. */
+    pipeline_check_room(d);
+}
+
+static int
+pipeline_append_line(struct aaasd *d, const char *buf, size_t len,
+                     uint64_t *ret_seq)
 {
     int r;
 
-    r = spool_append(d->spool, d->builder.buf, d->builder.len, ret_seq);
+    r = spool_append(d->spool, buf, len, ret_seq);
     if (r == -EAGAIN) {
         /* The write buffer is full: write it out, then try once more. */
+        pipeline_mark(d);
         r = spool_sync_request(d->spool);
         if (r >= 0)
-            r = spool_append(d->spool, d->builder.buf, d->builder.len,
-                             ret_seq);
+            r = spool_append(d->spool, buf, len, ret_seq);
     }
     if (r == -ENOSPC && !d->full) {
         d->full = true;
+        pipeline_arm_checkpoint(d);
         log_notice("spool: '%s' reached its size limit, pausing inputs "
                    "until the sink catches up", d->cfg->spool_dir);
     }
     return r;
 }
 
+static int
+pipeline_append(struct aaasd *d, uint64_t *ret_seq)
+{
+    return pipeline_append_line(d, d->builder.buf, d->builder.len, ret_seq);
+}
+
+/*
+ * Appends a seal for the range since the last one.  A seal the spool
+ * refuses now is built again, over a longer range, at the next try.
+ */
+static void
+pipeline_seal(struct aaasd *d, bool now_anyway)
+{
+    struct timespec now;
+    const char *line;
+    uint64_t seq, due;
+    size_t len;
+    int r;
+
+    if (!d->sealer || !sealer_signing(d->sealer))
+        return;
+    due = sealer_due_in(d->sealer);
+    if (due == 0 || (now_anyway && due != UINT64_MAX)) {
+        (void)clock_gettime(CLOCK_REALTIME, &now);
+        r = sealer_build(d->sealer, spool_next_seq(d->spool), &now, &line,
+                         &len);
+        if (r >= 0)
+            r = pipeline_append_line(d, line, len, &seq);
+        if (r >= 0) {
+            sealer_sealed(d->sealer, seq);
+            (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+        } else if (r != -EAGAIN && r != -ENOSPC) {
+            log_err("chain: cannot seal events up to %llu: %s, retrying "
+                    "with the next event", (unsigned long long)
+                    (spool_next_seq(d->spool) - 1), strerror(-r));
+        }
+        due = sealer_due_in(d->sealer);
+    }
+    if (due != UINT64_MAX && d->seal_timer &&
+        sd_event_source_set_time_relative(d->seal_timer,
+                                          due ? due : 1000) >= 0)
+        (void)sd_event_source_set_enabled(d->seal_timer, SD_EVENT_ONESHOT);
+}
+
+static int
+pipeline_seal_cb(sd_event_source *es, uint64_t usec, void *userdata)
+{
+    pipeline_seal(userdata, false);
+    return 0;
+}
+
+/*
+ * Makes the held reject lines durable.  Runs before file offsets may
+ * move (see pipeline_synced), so a line taken from a file is on disk in
+ * the spool or in a reject file.  Returns false while lines stay held.
+ */
+static bool
+pipeline_flush_rejects(struct aaasd *d)
+{
+    bool clean = true;
+    int r;
+
+    for (size_t i = 0; i < d->n_reject_files; i++) {
+        struct reject_file *f = d->reject_files[i];
+
+        r = reject_file_flush(f);
+        if (r < 0) {
+            if (r != d->reject_error)
+                log_err("pipeline: cannot append to reject file '%s': %s, "
+                        "holding its lines and file offsets, retrying",
+                        reject_file_path(f), strerror(-r));
+            d->reject_error = r;
+            clean = false;
+        }
+    }
+    if (clean && d->reject_error) {
+        log_notice("pipeline: reject files are writable again");
+        d->reject_error = 0;
+    }
+    return clean;
+}
+
+/*
+ * Keeps the reject just built in its scope's file.  Returns false when
+ * that cannot be done now (the file is failing and its buffer full): the
+ * caller delivers the reject instead, since a reject is never dropped.
+ */
+static bool
+pipeline_keep_reject(struct aaasd *d, struct reject_file *f)
+{
+    int r;
+
+    r = reject_file_append(f, d->builder.buf, d->builder.len);
+    if (r == -ENOBUFS && pipeline_flush_rejects(d))
+        r = reject_file_append(f, d->builder.buf, d->builder.len);
+    if (r < 0) {
+        log_warning("pipeline: cannot keep a reject in '%s': %s, "
+                    "delivering it instead", reject_file_path(f),
+                    strerror(-r));
+        return false;
+    }
+    d->rejected++;
+    d->rejects_kept++;
+    (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+    return true;
+}
+
+/* For the socket's reply: our caller's reason may be on a stack. */
+static void
+pipeline_note_reason(struct aaasd *d, const char *reason)
+{
+    if (reason)
+        (void)snprintf(d->why, sizeof(d->why), "%s", reason);
+    d->reason = reason ? d->why : NULL;
+}
+
 /*
  * Stores one checked object (obj, with pr from parse_json_check() or a
- * parser that built it) or, with a reason, a reject record of raw.
- * Returns -EAGAIN to make the input hold the line.
+ * parser that built it) or, with a reason, a reject record of raw: in
+ * the spool, or in the scope's reject file when it has one.  Returns
+ * -EAGAIN to make the input hold the line.
  */
 static int
-pipeline_store(struct aaasd *d, const char *obj, size_t len,
+pipeline_store(struct aaasd *d, const struct pipeline_scope *sc,
+               const char *obj, size_t len,
                const struct parse_json_result *pr, const char *raw,
                size_t raw_len, const char *reason,
                const struct event_source *src, uint64_t *ret_seq)
@@ -176,6 +458,24 @@ pipeline_store(struct aaasd *d, const char *obj, size_t len,
         size_t keep = raw_len > AAASD_REJECT_RAW_MAX ? AAASD_REJECT_RAW_MAX
                                                      : raw_len;
 
+        if (sc && sc->rejects) {
+            r = event_build_reject(&d->builder, raw, keep, reason,
+                                   EVENT_SEQ_NONE, src, &now);
+            if (r < 0)
+                return r;
+            /*
+             * Nothing spooled: the line counts as held by the last event
+             * spooled before it, and pipeline_synced() flushes the reject
+             * file before file offsets move past that event.
+             */
+            if (pipeline_keep_reject(d, sc->rejects)) {
+                log_debug("pipeline: reject kept in '%s': %s",
+                          reject_file_path(sc->rejects), reason);
+                *ret_seq = seq - 1;
+                pipeline_note_reason(d, reason);
+                return 0;
+            }
+        }
         r = event_build_reject(&d->builder, raw, keep, reason, seq, src,
                                &now);
         if (r < 0)
@@ -188,16 +488,21 @@ pipeline_store(struct aaasd *d, const char *obj, size_t len,
         d->held = true;
         return r == -ENOSPC ? -EAGAIN : r;
     }
+    if (d->sealer)
+        sealer_committed(d->sealer, *ret_seq);
     if (reason) {
         d->rejected++;
         log_debug("pipeline: event %llu rejected: %s",
                   (unsigned long long)*ret_seq, reason);
-        /* Our caller's reason may live on a stack that is about to go. */
-        (void)snprintf(d->why, sizeof(d->why), "%s", reason);
     }
-    d->reason = reason ? d->why : NULL;
+    pipeline_note_reason(d, reason);
     d->appended++;
     (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+    if (d->seal_timer &&
+        sd_event_source_get_enabled(d->seal_timer, NULL) == SD_EVENT_OFF)
+        pipeline_seal(d, false);
+    else if (d->sealer && sealer_due_in(d->sealer) == 0)
+        pipeline_seal(d, false);
     return 0;
 }
 
@@ -206,8 +511,9 @@ pipeline_store(struct aaasd *d, const char *obj, size_t len,
  * or a reject record.  Returns -EAGAIN to make the input hold the line.
  */
 static int
-pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
-              size_t max, const struct event_source *src, uint64_t *ret_seq)
+pipeline_take(struct aaasd *d, const struct pipeline_scope *sc,
+              const char *data, size_t len, bool truncated, size_t max,
+              const struct event_source *src, uint64_t *ret_seq)
 {
     struct parse_json_result pr = { 0 };
     const char *reason = NULL;
@@ -220,17 +526,40 @@ pipeline_take(struct aaasd *d, const char *data, size_t len, bool truncated,
         (void)snprintf(why, sizeof(why), "line longer than %zu bytes", max);
         reason = why;
     } else {
-        /* Out of memory is a reason too: the line is kept, not lost. */
-        (void)parse_json_check(d->parser, data, len, &pr, &reason);
+        /*
+         * Out of memory is a reason too: the line is kept, not lost.  The
+         * rules are checked in the JSON check's own pass.
+         */
+        (void)validate_check(sc->validate, d->parser, data, len, &pr,
+                             &reason);
     }
-    return pipeline_store(d, data, len, &pr, data, len, reason, src,
+    return pipeline_store(d, sc, data, len, &pr, data, len, reason, src,
                           ret_seq);
+}
+
+/*
+ * The rules on an object a parser built (auditd, raw): that object is
+ * good JSON, so only a rule can refuse it.  NULL when it passes.
+ */
+static const char *
+pipeline_check_built(struct aaasd *d, const struct pipeline_scope *sc,
+                     const char *obj, size_t len)
+{
+    struct parse_json_result pr;
+    const char *reason = NULL;
+    int r;
+
+    if (!sc->validate)
+        return NULL;
+    r = validate_check(sc->validate, d->parser, obj, len, &pr, &reason);
+    return r < 0 ? reason : NULL;
 }
 
 static int
 pipeline_raw_line(struct aaasd *d, const struct tail_line *l,
                   const struct event_source *src, uint64_t *ret_seq)
 {
+    const struct pipeline_scope *sc = &d->input_scopes[l->input_index];
     struct parse_json_result pr = { 0 };
     const char *reason = NULL;
     int r;
@@ -238,15 +567,17 @@ pipeline_raw_line(struct aaasd *d, const struct tail_line *l,
     if (d->full || d->stopping)
         return -EAGAIN;
     if (l->truncated)
-        return pipeline_take(d, l->data, l->len, true,
+        return pipeline_take(d, sc, l->data, l->len, true,
                              d->cfg->inputs[l->input_index].max_line, src,
                              ret_seq);
     r = parse_raw_build(&d->raw, l->data, l->len, &reason);
     if (r == -ENOMEM)
         return r;
+    if (r >= 0)
+        reason = pipeline_check_built(d, sc, d->raw.buf, d->raw.len);
     pr.close = d->raw.len - 1;
-    return pipeline_store(d, d->raw.buf, d->raw.len, &pr, l->data, l->len,
-                          r < 0 ? reason : NULL, src, ret_seq);
+    return pipeline_store(d, sc, d->raw.buf, d->raw.len, &pr, l->data,
+                          l->len, reason, src, ret_seq);
 }
 
 static uint64_t
@@ -272,12 +603,21 @@ pipeline_auditd_emit(struct aaasd *d, struct parse_auditd_event *ev)
     size_t len;
     int r;
 
+    const struct pipeline_scope *sc = NULL;
+    const char *reason = NULL;
+
     r = parse_auditd_render(d->auditd, ev, &json, &len);
     if (r < 0)
         return r;
     parse_auditd_event_source(ev, &id, &src.input, &src.path);
+    for (size_t i = 0; i < d->cfg->n_inputs && !sc; i++)
+        if (strcmp(d->cfg->inputs[i].name, src.input) == 0)
+            sc = &d->input_scopes[i];
+    if (sc)
+        reason = pipeline_check_built(d, sc, json, len);
     pr.close = len - 1;
-    r = pipeline_store(d, json, len, &pr, json, len, NULL, &src, &seq);
+    r = pipeline_store(d, sc, json, len, &pr, json, len, reason, &src,
+                       &seq);
     if (r < 0)
         return r;
     parse_auditd_drop(d->auditd, ev);
@@ -359,11 +699,13 @@ pipeline_auditd_line(struct aaasd *d, const struct tail_line *l,
     const char *reason = NULL;
     int r;
 
+    const struct pipeline_scope *sc = &d->input_scopes[l->input_index];
+
     if (d->full || d->stopping)
         return -EAGAIN;
     if (l->truncated)
-        return pipeline_take(d, l->data, l->len, true, in->max_line, src,
-                             ret_seq);
+        return pipeline_take(d, sc, l->data, l->len, true, in->max_line,
+                             src, ret_seq);
 
     for (;;) {
         r = parse_auditd_add(d->auditd, &ps, l->data, l->len,
@@ -375,8 +717,8 @@ pipeline_auditd_line(struct aaasd *d, const struct tail_line *l,
             return r;
     }
     if (r == -EBADMSG)
-        return pipeline_store(d, NULL, 0, NULL, l->data, l->len, reason, src,
-                              ret_seq);
+        return pipeline_store(d, sc, NULL, 0, NULL, l->data, l->len, reason,
+                              src, ret_seq);
     if (r < 0)
         return r;
     if (r == PARSE_AUDITD_COMPLETE) {
@@ -426,8 +768,8 @@ pipeline_file_line(void *userdata, const struct tail_line *l,
         r = pipeline_raw_line(d, l, &src, ret_seq);
         break;
     default:
-        r = pipeline_take(d, l->data, l->len, l->truncated, in->max_line,
-                          &src, ret_seq);
+        r = pipeline_take(d, &d->input_scopes[l->input_index], l->data,
+                          l->len, l->truncated, in->max_line, &src, ret_seq);
         break;
     }
     if (r >= 0)
@@ -455,7 +797,7 @@ pipeline_socket_line(void *userdata, const struct socket_line *l,
     uint64_t rejected = d->rejected;
     int r;
 
-    r = pipeline_take(d, l->data, l->len, l->truncated,
+    r = pipeline_take(d, &d->socket_scope, l->data, l->len, l->truncated,
                       d->cfg->max_event_size, &src, ret_seq);
     if (r >= 0) {
         pipeline_count(d, d->cfg->n_inputs, rejected);
@@ -497,89 +839,52 @@ pipeline_commit(sd_event_source *es, void *userdata)
     struct aaasd *d = userdata;
     int r;
 
+    if (!pipeline_flush_rejects(d))
+        pipeline_retry_later(d);
+    pipeline_mark(d);
     r = spool_sync_request(d->spool);
     if (r < 0 && r != d->sync_error) {
         log_err("spool: cannot write to '%s': %s, holding events in memory "
                 "and retrying", d->cfg->spool_dir, strerror(-r));
         d->sync_error = r;
+        aaasd_status(d);
     }
     if (r < 0)
         pipeline_retry_later(d);
     return 0;
 }
 
-/*
- * Resumes inputs paused by a full spool once it has room.  Acked segments
- * are only deleted after the checkpoint covering them is on disk, and the
- * spool starts a checkpoint only from its own calls: with inputs paused
- * and the sink caught up nothing would make one, so a sync request is
- * scheduled until the room is there.
- */
-static void
-pipeline_check_room(struct aaasd *d)
-{
-    uint64_t max = d->cfg->spool_max_size;
-    uint64_t room = max / 4 < AAASD_RESUME_ROOM ? max / 4 : AAASD_RESUME_ROOM;
-
-    if (!d->full)
-        return;
-    /*
-     * Room for one frame is not enough: inputs would resume, fill it and
-     * pause again at once, round after round.  Wait for a quarter.
-     */
-    if (spool_is_full(d->spool) || spool_size(d->spool) + room > max) {
-        pipeline_retry_later(d);
-        return;
-    }
-    d->full = false;
-    d->held = false;
-    log_notice("spool: '%s' has room again, resuming inputs",
-               d->cfg->spool_dir);
-    pipeline_resume(d);
-}
-
 static int
-pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
-                void *userdata)
+pipeline_checkpoint_cb(sd_event_source *es, uint64_t usec, void *userdata)
 {
     struct aaasd *d = userdata;
-    uint64_t durable;
-    int r;
 
-    r = spool_sync_collect(d->spool);
-    if (r < 0) {
-        if (r != d->sync_error)
-            log_err("spool: cannot sync '%s': %s, events stay unacknowledged "
-                    "and the sync is retried", d->cfg->spool_dir,
-                    strerror(-r));
-        d->sync_error = r;
-        pipeline_retry_later(d);
-        return 0;
-    }
-    if (d->sync_error) {
-        log_notice("spool: '%s' is writable again", d->cfg->spool_dir);
-        d->sync_error = 0;
-    }
-
-    durable = spool_durable_seq(d->spool);
-    d->accepted = durable;
-    pipeline_check_room(d);
-    if (d->held && !d->full) {
-        d->held = false;
-        pipeline_resume(d);
-    }
-    if (d->tail)
-        tail_durable(d->tail, durable);
-    if (d->socket)
-        socket_input_durable(d->socket, durable);
-    sender_kick(d->sender);
+    /*
+     * While the spool is full, keep looking: room comes back when a
+     * checkpoint or the tail's saved offsets release segments, and no
+     * input event will arrive to notice it.
+     */
+    pipeline_retain(d);
+    if (spool_checkpoint(d->spool) > 0 || d->full)
+        (void)sd_event_source_set_time_relative(es, AAASD_CKPT_USEC);
+    else
+        (void)sd_event_source_set_enabled(es, SD_EVENT_OFF);
     return 0;
 }
 
 static void
 pipeline_acked(void *userdata, uint64_t acked_seq)
 {
-    pipeline_check_room(userdata);
+    struct aaasd *d = userdata;
+
+    /*
+     * The spool writes checkpoints at most every 200 ms; when the last
+     * answer falls inside that window nothing else would write it, and
+     * acknowledged segments would fill the spool.
+     */
+    if (spool_checkpoint(d->spool) > 0)
+        pipeline_arm_checkpoint(d);
+    pipeline_check_room(d);
 }
 
 static void
@@ -591,15 +896,20 @@ aaasd_status(struct aaasd *d)
     sender_get_stats(d->sender, &st);
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
     (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
+                     "%llu (%llu kept locally), refused by the service "
                      "%llu, backlog %llu, billed %llu bytes (%llu unpacked)"
-                     "%s%s",
+                     "%s%s%s%s",
                      st.stalled ? "STALLED, needs attention: " : "",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
                      (unsigned long long)d->rejected,
+                     (unsigned long long)d->rejects_kept,
+                     (unsigned long long)st.rejected_events,
                      (unsigned long long)backlog,
                      (unsigned long long)st.billed_bytes,
                      (unsigned long long)st.billed_bytes_unpacked,
+                     d->sync_error ? ", spool error: " : "",
+                     d->sync_error ? strerror(-d->sync_error) : "",
                      st.last_error[0] ? ", last error: " : "",
                      st.last_error);
 }
@@ -610,6 +920,7 @@ aaasd_status_cb(sd_event_source *es, uint64_t usec, void *userdata)
     struct aaasd *d = userdata;
 
     aaasd_status(d);
+    pipeline_retain(d);
     (void)sd_event_source_set_time_relative(es, AAASD_STATUS_USEC);
     return 0;
 }
@@ -621,12 +932,15 @@ aaasd_finish(struct aaasd *d, const char *why)
 
     sender_get_stats(d->sender, &st);
     /* Nothing numeric after the duplicates: tools read the number before. */
-    log_notice("stopping (%s): accepted %llu, delivered %llu, rejected %llu, "
-               "%llu calls, %llu records, billed %llu bytes (%llu unpacked), "
-               "%llu left in the spool, %llu possible duplicates", why,
+    log_notice("stopping (%s): accepted %llu, delivered %llu, rejected %llu "
+               "(%llu kept locally), refused by the service %llu, %llu calls, "
+               "%llu records, billed %llu bytes (%llu unpacked), %llu left in "
+               "the spool, %llu possible duplicates", why,
                (unsigned long long)d->accepted,
                (unsigned long long)st.delivered,
                (unsigned long long)d->rejected,
+               (unsigned long long)d->rejects_kept,
+               (unsigned long long)st.rejected_events,
                (unsigned long long)st.calls,
                (unsigned long long)st.records,
                (unsigned long long)st.billed_bytes,
@@ -678,6 +992,11 @@ aaasd_on_term(sd_event_source *es, const struct signalfd_siginfo *si,
     /* No new input; what is already read is synced and sent. */
     d->socket = socket_input_free(d->socket);
     pipeline_pause(d);
+    /* What is in the spool leaves sealed, without waiting for the timer. */
+    if (d->sealer && sealer_due_in(d->sealer) != UINT64_MAX) {
+        pipeline_seal(d, true);
+    }
+    pipeline_mark(d);
     (void)spool_sync_request(d->spool);
 
     r = sd_event_add_time_relative(d->event, &d->flush_timer,
@@ -747,6 +1066,75 @@ aaasd_mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
+/* The reject file for path, opened once however many scopes name it. */
+static int
+aaasd_reject_file(struct aaasd *d, const char *path,
+                  struct reject_file **ret)
+{
+    struct reject_file **n;
+    int r;
+
+    *ret = NULL;
+    if (!path)
+        return 0;
+    for (size_t i = 0; i < d->n_reject_files; i++)
+        if (strcmp(reject_file_path(d->reject_files[i]), path) == 0) {
+            *ret = d->reject_files[i];
+            return 0;
+        }
+    n = realloc(d->reject_files, (d->n_reject_files + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    d->reject_files = n;
+    r = reject_file_new(path, &n[d->n_reject_files]);
+    if (r < 0) {
+        log_err("pipeline: cannot open reject file '%s': %s, exiting", path,
+                strerror(-r));
+        return r;
+    }
+    *ret = n[d->n_reject_files++];
+    return 0;
+}
+
+/*
+ * The scopes point into c (its rule sets) and at reject files that stay
+ * open until exit, so a reload builds a new set before it takes over.
+ */
+static int
+aaasd_build_scopes(struct aaasd *d, const struct config *c,
+                   struct pipeline_scope *ret_socket,
+                   struct pipeline_scope **ret_inputs)
+{
+    struct pipeline_scope sock = { .validate = c->socket_validate };
+    struct pipeline_scope *in;
+    int r;
+
+    r = aaasd_reject_file(d, c->socket_reject_file, &sock.rejects);
+    if (r < 0)
+        return r;
+    in = calloc(c->n_inputs ? c->n_inputs : 1, sizeof(*in));
+    if (!in)
+        return -ENOMEM;
+    for (size_t i = 0; i < c->n_inputs; i++) {
+        in[i].validate = c->inputs[i].validate;
+        r = aaasd_reject_file(d, c->inputs[i].reject_file, &in[i].rejects);
+        if (r < 0) {
+            free(in);
+            return r;
+        }
+    }
+    *ret_socket = sock;
+    *ret_inputs = in;
+    return 0;
+}
+
+static int
+aaasd_setup_scopes(struct aaasd *d)
+{
+    return aaasd_build_scopes(d, d->cfg, &d->socket_scope,
+                              &d->input_scopes);
+}
+
 static int
 aaasd_setup_inputs(struct aaasd *d)
 {
@@ -771,6 +1159,11 @@ aaasd_setup_inputs(struct aaasd *d)
         if (r == -EADDRINUSE) {
             log_err("socket: another process is listening on '%s', exiting",
                     c->socket_path);
+            return r;
+        }
+        if (r == -ENOENT && c->socket_group && !getgrnam(c->socket_group)) {
+            log_err("socket: group '%s' (socket.group in '%s') does not "
+                    "exist on this host, exiting", c->socket_group, c->file);
             return r;
         }
         if (r < 0) {
@@ -817,6 +1210,124 @@ aaasd_setup_inputs(struct aaasd *d)
 }
 
 static int
+aaasd_apply_marker(void *userdata, uint64_t seq, const void *data,
+                   size_t len)
+{
+    struct aaasd *d = userdata;
+    int r;
+
+    r = tail_apply_marker(d->tail, data, len);
+    if (r == -ENOMEM)
+        return r;
+    if (r < 0)
+        log_warning("tail: read positions spooled after event %llu do not "
+                    "parse: %s, ignoring them", (unsigned long long)seq,
+                    strerror(-r));
+    return 0;
+}
+
+/*
+ * Before the loop runs: the offsets file is loaded, now the positions
+ * spooled since it was saved move each file to the first line that is
+ * not in the spool.
+ */
+static int
+aaasd_replay_markers(struct aaasd *d)
+{
+    int r;
+
+    if (d->tail) {
+        d->marker_buf = malloc(SPOOL_MARKER_MAX);
+        if (!d->marker_buf)
+            return -ENOMEM;
+        r = spool_markers(d->spool, tail_saved_seq(d->tail),
+                          aaasd_apply_marker, d);
+        if (r < 0) {
+            log_err("spool: cannot read the read positions in '%s': %s, "
+                    "exiting", d->cfg->spool_dir, strerror(-r));
+            return r;
+        }
+        /* Everything recovered is on disk; nothing has been read yet. */
+        tail_durable(d->tail, spool_durable_seq(d->spool));
+    }
+    d->retained = 0;
+    pipeline_retain(d);
+    return 0;
+}
+
+static int
+aaasd_setup_chain(struct aaasd *d)
+{
+    struct config *c = d->cfg;
+    struct sealer_options so = {
+        .agent = d->builder.agent,
+        .key_path = c->signing_key,
+        .state_dir = c->state_dir,
+        .seal_every = c->seal_every,
+        .seal_interval_ms = c->seal_interval_ms,
+        .epoch_sec = c->epoch_sec,
+    };
+    const char *why = NULL;
+    int r;
+
+    r = aaasd_mkdir_p(c->state_dir, 0750);
+    if (r < 0) {
+        log_err("cannot create state directory '%s': %s, exiting",
+                c->state_dir, strerror(-r));
+        return r;
+    }
+    r = sealer_new(&so, d->spool, &d->sealer, &why);
+    if (r < 0) {
+        if (c->signing_key && why)
+            log_err("chain: refusing signing key '%s': %s, exiting",
+                    c->signing_key, why);
+        else
+            log_err("chain: cannot set up the chain (key '%s', state in "
+                    "'%s'): %s, exiting", c->signing_key ? c->signing_key
+                    : "none", c->state_dir, strerror(-r));
+        return r;
+    }
+    d->builder.chain = sealer_chain(d->sealer);
+
+    r = sd_event_add_time(d->event, &d->seal_timer, CLOCK_MONOTONIC,
+                          UINT64_MAX, 0, pipeline_seal_cb, d);
+    if (r < 0)
+        return r;
+    (void)sd_event_source_set_enabled(d->seal_timer, SD_EVENT_OFF);
+    /* A range left open by the last run is sealed soon. */
+    pipeline_seal(d, false);
+    return 0;
+}
+
+/*
+ * Recovery skips damaged frames rather than stopping the host's audit
+ * trail; what they held is gone, so say exactly where and which events.
+ */
+static void
+aaasd_report_damage(struct aaasd *d)
+{
+    struct spool_damage dm;
+    size_t n = spool_damage_count(d->spool);
+
+    for (size_t i = 0; i < n; i++) {
+        spool_damage_get(d->spool, i, &dm);
+        if (dm.seq_before && dm.seq_after && dm.seq_after > dm.seq_before + 1)
+            log_err("spool: '%s/%s' is damaged at bytes %llu-%llu: events "
+                    "%llu to %llu are lost, delivering the rest",
+                    d->cfg->spool_dir, dm.segment,
+                    (unsigned long long)dm.start, (unsigned long long)dm.end,
+                    (unsigned long long)dm.seq_before + 1,
+                    (unsigned long long)dm.seq_after - 1);
+        else
+            log_err("spool: '%s/%s' is damaged at bytes %llu-%llu: the "
+                    "events stored there (after %llu) are lost, delivering "
+                    "the rest", d->cfg->spool_dir, dm.segment,
+                    (unsigned long long)dm.start, (unsigned long long)dm.end,
+                    (unsigned long long)dm.seq_before);
+    }
+}
+
+static int
 aaasd_setup_spool(struct aaasd *d)
 {
     struct config *c = d->cfg;
@@ -841,6 +1352,7 @@ aaasd_setup_spool(struct aaasd *d)
                 strerror(-r));
         return r;
     }
+    aaasd_report_damage(d);
     log_info("spool: '%s' holds events up to %llu, acknowledged up to %llu",
              c->spool_dir,
              (unsigned long long)spool_next_seq(d->spool) - 1,
@@ -862,7 +1374,44 @@ aaasd_setup_spool(struct aaasd *d)
     if (r < 0)
         return r;
     (void)sd_event_source_set_enabled(d->retry_timer, SD_EVENT_OFF);
-    return 0;
+    r = sd_event_add_time(d->event, &d->ckpt_timer, CLOCK_MONOTONIC,
+                          UINT64_MAX, 0, pipeline_checkpoint_cb, d);
+    if (r < 0)
+        return r;
+    (void)sd_event_source_set_enabled(d->ckpt_timer, SD_EVENT_OFF);
+    return aaasd_setup_chain(d);
+}
+
+/* One place maps the config to the sender, for start-up and reload. */
+static void
+aaasd_sender_options(struct aaasd *d, const struct config *c,
+                     struct sender_options *ret)
+{
+    *ret = (struct sender_options){
+        .event = d->event,
+        .spool = d->spool,
+        .http = d->http,
+        .credentials = d->credentials,
+        .stream = c->firehose_stream,
+        .region = c->firehose_region,
+        .endpoint = c->firehose_endpoint,
+        .kinesis = c->kinesis,
+        .partition_key = c->kinesis_partition_key,
+        .agent = d->builder.agent,
+        .ca_file = c->ca_file,
+        .max_in_flight = c->firehose_max_in_flight,
+        .timeout_ms = c->firehose_timeout_ms,
+        .connect_timeout_ms = c->firehose_connect_timeout_ms,
+        .low_speed_time_ms = c->firehose_low_speed_time_ms,
+        .proxy = c->firehose_proxy,
+        .pack = c->firehose_pack,
+        .max_records_per_second = c->firehose_max_records_per_second,
+        .max_bytes_per_second = c->firehose_max_bytes_per_second,
+        .retry_initial_ms = c->retry_initial_ms,
+        .retry_max_ms = c->retry_max_ms,
+        .acked_fn = pipeline_acked,
+        .userdata = d,
+    };
 }
 
 static int
@@ -940,28 +1489,9 @@ aaasd_setup(struct aaasd *d)
     if (r < 0)
         return r;
 
-    struct sender_options so = {
-        .event = d->event,
-        .spool = d->spool,
-        .http = d->http,
-        .credentials = d->credentials,
-        .stream = c->firehose_stream,
-        .region = c->firehose_region,
-        .endpoint = c->firehose_endpoint,
-        .ca_file = c->ca_file,
-        .max_in_flight = c->firehose_max_in_flight,
-        .timeout_ms = c->firehose_timeout_ms,
-        .connect_timeout_ms = c->firehose_connect_timeout_ms,
-        .low_speed_time_ms = c->firehose_low_speed_time_ms,
-        .proxy = c->firehose_proxy,
-        .pack = c->firehose_pack,
-        .max_records_per_second = c->firehose_max_records_per_second,
-        .max_bytes_per_second = c->firehose_max_bytes_per_second,
-        .retry_initial_ms = c->retry_initial_ms,
-        .retry_max_ms = c->retry_max_ms,
-        .acked_fn = pipeline_acked,
-        .userdata = d,
-    };
+    struct sender_options so;
+
+    aaasd_sender_options(d, c, &so);
     r = sender_new(&so, &d->sender, &why);
     if (r < 0) {
         log_err("sender: cannot set up stream '%s': %s, exiting",
@@ -969,7 +1499,13 @@ aaasd_setup(struct aaasd *d)
         return r;
     }
 
+    r = aaasd_setup_scopes(d);
+    if (r < 0)
+        return r;
     r = aaasd_setup_inputs(d);
+    if (r < 0)
+        return r;
+    r = aaasd_replay_markers(d);
     if (r < 0)
         return r;
     r = aaasd_input_stats(d, d->cfg);
@@ -999,11 +1535,12 @@ aaasd_teardown(struct aaasd *d)
     free(d->input_stats);
     d->socket = socket_input_free(d->socket);
     if (d->spool) {
+        pipeline_mark(d);
         r = spool_sync_now(d->spool);
         if (r < 0)
             log_err("spool: final sync of '%s' failed: %s",
                     d->cfg->spool_dir, strerror(-r));
-        else if (d->tail)
+        else if (d->tail && pipeline_flush_rejects(d))
             tail_durable(d->tail, spool_durable_seq(d->spool));
     }
     if (d->tail) {
@@ -1014,6 +1551,10 @@ aaasd_teardown(struct aaasd *d)
                     strerror(-r));
     }
     d->tail = tail_free(d->tail);
+    for (size_t i = 0; i < d->n_reject_files; i++)
+        reject_file_free(d->reject_files[i]);
+    free(d->reject_files);
+    free(d->input_scopes);
     /* Transfers go before the sender whose buffers they point into. */
     d->http = http_free(d->http);
     d->sender = sender_free(d->sender);
@@ -1023,14 +1564,19 @@ aaasd_teardown(struct aaasd *d)
     sd_event_source_disable_unref(d->commit);
     sd_event_source_disable_unref(d->sync_io);
     sd_event_source_disable_unref(d->retry_timer);
+    sd_event_source_disable_unref(d->ckpt_timer);
     sd_event_source_disable_unref(d->status_timer);
     sd_event_source_disable_unref(d->flush_timer);
     sd_event_source_disable_unref(d->stop_check);
     sd_event_source_disable_unref(d->auditd_timer);
     d->auditd = parse_auditd_free(d->auditd);
     jbuf_done(&d->raw);
+    sd_event_source_disable_unref(d->seal_timer);
+    /* After the final sync: the state names only lines that are spooled. */
+    d->sealer = sealer_free(d->sealer);
     d->spool = spool_free(d->spool);
     d->parser = parse_json_free(d->parser);
+    free(d->marker_buf);
     event_builder_done(&d->builder);
     d->event = sd_event_unref(d->event);
 }
@@ -1221,6 +1767,10 @@ aaasd_keep_restart_options(struct config *run, struct config *next)
     aaasd_keep_str("control.group", &run->control_group,
                    &next->control_group);
     aaasd_keep_str("signing.key", &run->signing_key, &next->signing_key);
+    /* Every slot's batch is cut to these limits when it is made. */
+    AAASD_KEEP("firehose.pack", run, next, firehose_pack);
+    AAASD_KEEP("firehose.max_records_per_second", run, next,
+               firehose_max_records_per_second);
 }
 
 /*
@@ -1281,6 +1831,7 @@ aaasd_reload_inputs(struct aaasd *d, const struct config *c,
 static int
 aaasd_reload(struct aaasd *d)
 {
+    struct pipeline_scope sock_scope, *in_scopes = NULL;
     struct config *next = NULL;
     struct tail *tail = NULL;
     const char *why = NULL;
@@ -1291,26 +1842,16 @@ aaasd_reload(struct aaasd *d)
         return r;
     aaasd_keep_restart_options(d->cfg, next);
 
+    r = aaasd_build_scopes(d, next, &sock_scope, &in_scopes);
+    if (r < 0)
+        goto out;
     r = aaasd_reload_inputs(d, next, &tail);
     if (r < 0)
         goto out;
 
-    struct sender_options so = {
-        .event = d->event,
-        .spool = d->spool,
-        .http = d->http,
-        .credentials = d->credentials,
-        .stream = next->firehose_stream,
-        .region = next->firehose_region,
-        .endpoint = next->firehose_endpoint,
-        .ca_file = next->ca_file,
-        .max_in_flight = next->firehose_max_in_flight,
-        .timeout_ms = next->firehose_timeout_ms,
-        .retry_initial_ms = next->retry_initial_ms,
-        .retry_max_ms = next->retry_max_ms,
-        .acked_fn = pipeline_acked,
-        .userdata = d,
-    };
+    struct sender_options so;
+
+    aaasd_sender_options(d, next, &so);
     r = sender_reconfigure(d->sender, &so, &why);
     if (r < 0) {
         log_err("reload: cannot set up stream '%s': %s",
@@ -1322,6 +1863,10 @@ aaasd_reload(struct aaasd *d)
     d->tail = tail_free(d->tail);
     d->tail = tail;
     tail = NULL;
+    free(d->input_scopes);
+    d->input_scopes = in_scopes;
+    in_scopes = NULL;
+    d->socket_scope = sock_scope;
     r = aaasd_input_stats(d, next);
     if (r < 0) {
         /* The old counters name inputs of the config about to go. */
@@ -1342,6 +1887,7 @@ aaasd_reload(struct aaasd *d)
     r = 0;
 
 out:
+    free(in_scopes);
     tail_free(tail);
     config_free(next);
     return r;

@@ -222,3 +222,43 @@ batch_retain_failed(struct batch *b, const bool *failed)
     b->encoded_len = encoded_len;
     return n;
 }
+
+size_t
+batch_record_room(const struct batch *b, size_t i)
+{
+    size_t room;
+
+    assert(i < b->n_records);
+    room = b->records[i].len + (b->limits.max_call_bytes - b->data_len);
+    return room < b->limits.max_record_bytes ? room
+                                             : b->limits.max_record_bytes;
+}
+
+int
+batch_replace_record(struct batch *b, size_t i, const void *data, size_t len)
+{
+    struct batch_record *rec;
+    size_t end;
+
+    assert(i < b->n_records);
+    if (len > batch_record_room(b, i))
+        return -ENOSPC;
+
+    rec = &b->records[i];
+    end = rec->offset + rec->len;
+    /* Records are contiguous: the ones behind move by the difference. */
+    if (end < b->data_len)
+        memmove(b->data + rec->offset + len, b->data + end,
+                b->data_len - end);
+    if (len > 0)
+        memcpy(b->data + rec->offset, data, len);
+    for (size_t j = i + 1; j < b->n_records; j++)
+        b->records[j].offset = b->records[j].offset - rec->len + len;
+
+    b->data_len = b->data_len - rec->len + len;
+    b->encoded_len = b->encoded_len - batch_base64_len(rec->len) +
+                     batch_base64_len(len);
+    rec->len = len;
+    rec->replaced = true;
+    return 0;
+}

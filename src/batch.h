@@ -33,6 +33,8 @@ struct batch_record {
     size_t len;                 /* bytes, as the service counts them */
     /* What the events would be billed one record each (5 KB rounding). */
     uint64_t billed_unpacked;
+    /* The bytes were swapped for a reject line by batch_replace_record(). */
+    bool replaced;
 };
 
 /* Firehose bills each record rounded up to the next 5 KB. */
@@ -97,3 +99,15 @@ uint64_t batch_last_seq(const struct batch *b);
  * their order and move to the front.  Returns the number of records kept.
  */
 size_t batch_retain_failed(struct batch *b, const bool *failed);
+
+/*
+ * Puts len bytes in place of record i's data, keeping its sequence range
+ * and event count, and marks it replaced: for a record the service will
+ * never take, whose reject line goes in its place.  Returns 0, -ENOSPC
+ * when the call or record limit would be exceeded (nothing changes).
+ */
+int batch_replace_record(struct batch *b, size_t i, const void *data,
+                         size_t len);
+
+/* Bytes record i could grow to without breaking a limit. */
+size_t batch_record_room(const struct batch *b, size_t i);

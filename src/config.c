@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sink_kinesis.h"
+#include "validate.h"
 
 #define CONFIG_MS_HOUR  3600000L
 #define CONFIG_MS_DAY   86400000L
@@ -37,7 +39,7 @@
 
 /*
  * The sections that may appear at most once, indexed for the "given
- * twice" check.  firehose is also required.
+ * twice" check.  Exactly one of firehose and kinesis is required.
  */
 enum config_section {
     CONFIG_SECTION_SPOOL,
@@ -45,11 +47,14 @@ enum config_section {
     CONFIG_SECTION_FIREHOSE,
     CONFIG_SECTION_SIGNING,
     CONFIG_SECTION_CONTROL,
+    CONFIG_SECTION_VALIDATE,
+    CONFIG_SECTION_KINESIS,
     CONFIG_SECTION_MAX,
 };
 
 static const char *const config_section_names[CONFIG_SECTION_MAX] = {
-    "spool", "socket", "firehose", "signing", "control",
+    "spool", "socket", "firehose", "signing", "control", "validate",
+    "kinesis",
 };
 
 struct config_seen_input {
@@ -78,6 +83,7 @@ struct config_parser {
     int section_seen[CONFIG_SECTION_MAX];   /* opening line, 0: absent */
     struct config_seen_input *inputs;
     size_t n_inputs;
+    struct validate *scratch;       /* takes each rule once, to check it */
 };
 
 static struct config_parser *config_parser;
@@ -100,6 +106,7 @@ static const struct config_limit config_size_limits[] = {
     { "max_line",       1, CONFIG_MIB },
     /* Below one event, a single long line could never be finished. */
     { "max_buffer",     CONFIG_MIB, LONG_MAX },
+    { "max_bytes",      1, CONFIG_MIB },        /* validate */
     { "max_bytes_per_second", 0, LONG_MAX },     /* 0: no limit */
 };
 
@@ -118,6 +125,12 @@ static const struct config_limit config_number_limits[] = {
     { "connect_timeout", 1, CONFIG_MS_HOUR },
     { "low_speed_time",  1000, CONFIG_MS_HOUR },
     { "max_records_per_second", 0, 10000000 },  /* 0: no limit */
+    /* Seals: events per seal, milliseconds, seconds per key epoch. */
+    { "seal_every",      1, 1000000 },
+    { "seal_interval",   1, CONFIG_MS_HOUR },
+    { "epoch",           0, 366L * 86400 },
+    /* validate: the JSON check refuses deeper nesting anyway. */
+    { "max_depth",       1, VALIDATE_DEPTH_MAX },
 };
 
 struct config_choice {
@@ -570,6 +583,39 @@ config_cb_stream(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
     return 0;
 }
 
+static int
+config_cb_kinesis_stream(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+                         void *result)
+{
+    char subj[160], q[160];
+
+    config_note_value(cfg);
+    /* Kinesis Data Streams' rule for stream names. */
+    if (!config_is_word(value, 128, "_.-"))
+        config_report(cfg->line,
+                      "%s: '%s' is not a stream name (1 to 128 of A-Z, a-z, 0-9, '_', '.', '-')",
+                      config_subject(cfg, opt, subj, sizeof(subj)),
+                      config_quote(value, q, sizeof(q)));
+    *(const char **)result = value;
+    return 0;
+}
+
+static int
+config_cb_partition_key(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+                        void *result)
+{
+    char subj[160], q[160];
+    const char *why = NULL;
+
+    config_note_value(cfg);
+    if (!sink_kinesis_key_valid(value, &why))
+        config_report(cfg->line, "%s: '%s': %s",
+                      config_subject(cfg, opt, subj, sizeof(subj)),
+                      config_quote(value, q, sizeof(q)), why);
+    *(const char **)result = value;
+    return 0;
+}
+
 /* Two lowercase letters, one or more "-word" parts, then "-digits". */
 static bool
 config_is_region(const char *s)
@@ -757,6 +803,32 @@ config_cb_word(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
     return 0;
 }
 
+/*
+ * A validation rule, compiled once into a scratch set so that a mistake
+ * is reported at its line; the rules are compiled for real per scope
+ * once the whole file is known good.
+ */
+static int
+config_cb_rule(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+    const char *why = NULL;
+    char subj[160];
+    int r;
+
+    config_note_value(cfg);
+    *(const char **)result = value;
+    if (strcmp(opt->name, "required") == 0)
+        r = validate_add_required(config_parser->scratch, value, &why);
+    else
+        r = validate_add_type(config_parser->scratch, value, &why);
+    if (r == -ENOMEM)
+        return -1;
+    if (r < 0)
+        config_report(cfg->line, "%s: %s",
+                      config_subject(cfg, opt, subj, sizeof(subj)), why);
+    return 0;
+}
+
 static int
 config_section_index(const char *name)
 {
@@ -800,11 +872,13 @@ config_validate_section(cfg_t *cfg, cfg_opt_t *opt)
     }
     config_parser->section_seen[i] = line;
 
-    if (i == CONFIG_SECTION_FIREHOSE) {
+    if (i == CONFIG_SECTION_FIREHOSE || i == CONFIG_SECTION_KINESIS) {
         if (!cfg_getstr(sec, "stream"))
-            config_report(line, "firehose: missing required option 'stream'");
+            config_report(line, "%s: missing required option 'stream'",
+                          opt->name);
         if (!cfg_getstr(sec, "region"))
-            config_report(line, "firehose: missing required option 'region'");
+            config_report(line, "%s: missing required option 'region'",
+                          opt->name);
     }
 
     /* Relations between values only mean something if each one was good. */
@@ -813,14 +887,15 @@ config_validate_section(cfg_t *cfg, cfg_opt_t *opt)
     if (i == CONFIG_SECTION_SPOOL &&
         cfg_getint(sec, "segment_size") > cfg_getint(sec, "max_size"))
         config_report(line, "spool: segment_size is larger than max_size");
-    if (i == CONFIG_SECTION_FIREHOSE &&
-        cfg_getint(sec, "retry_initial") > cfg_getint(sec, "retry_max"))
-        config_report(line, "firehose: retry_initial is larger than retry_max");
-    if (i == CONFIG_SECTION_FIREHOSE &&
-        !cfg_getstr(sec, "access_key_id") !=
+    if (i != CONFIG_SECTION_FIREHOSE && i != CONFIG_SECTION_KINESIS)
+        return 0;
+    if (cfg_getint(sec, "retry_initial") > cfg_getint(sec, "retry_max"))
+        config_report(line, "%s: retry_initial is larger than retry_max",
+                      opt->name);
+    if (!cfg_getstr(sec, "access_key_id") !=
                 !cfg_getstr(sec, "secret_access_key"))
-        config_report(line, "firehose: access_key_id and secret_access_key "
-                      "go together; give both or neither");
+        config_report(line, "%s: access_key_id and secret_access_key "
+                      "go together; give both or neither", opt->name);
     return 0;
 }
 
@@ -882,6 +957,14 @@ config_validate_input(cfg_t *cfg, cfg_opt_t *opt)
 static cfg_t *
 config_schema_new(void)
 {
+    /* Inside a socket or input section, added to the top-level rules. */
+    cfg_opt_t validate_opts[] = {
+        CFG_STR_LIST_CB("required", NULL, CFGF_NODEFAULT, config_cb_rule),
+        CFG_STR_LIST_CB("types", NULL, CFGF_NODEFAULT, config_cb_rule),
+        CFG_INT_CB("max_bytes", 0, CFGF_NODEFAULT, config_cb_size),
+        CFG_INT_CB("max_depth", 0, CFGF_NODEFAULT, config_cb_number),
+        CFG_END(),
+    };
     cfg_opt_t spool_opts[] = {
         CFG_STR_CB("dir", "/var/spool/aaas", CFGF_NONE, config_cb_path),
         CFG_INT_CB("max_size", CONFIG_GIB, CFGF_NONE, config_cb_size),
@@ -901,6 +984,8 @@ config_schema_new(void)
         CFG_INT_CB("max_event_size", CONFIG_MIB, CFGF_NONE, config_cb_size),
         CFG_INT_CB("idle_timeout", 300000, CFGF_NONE, config_cb_number),
         CFG_INT_CB("max_buffer", 16 * CONFIG_MIB, CFGF_NONE, config_cb_size),
+        CFG_STR_CB("reject_file", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_SEC("validate", validate_opts, CFGF_NONE),
         CFG_END(),
     };
     cfg_opt_t input_opts[] = {
@@ -911,6 +996,8 @@ config_schema_new(void)
         CFG_INT_CB("partial_timeout", 5000, CFGF_NONE, config_cb_number),
         CFG_INT_CB("rotate_wait", 5000, CFGF_NONE, config_cb_number),
         CFG_INT_CB("group_timeout", 2000, CFGF_NONE, config_cb_number),
+        CFG_STR_CB("reject_file", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_SEC("validate", validate_opts, CFGF_NONE),
         CFG_END(),
     };
     cfg_opt_t firehose_opts[] = {
@@ -933,8 +1020,34 @@ config_schema_new(void)
         CFG_INT_CB("max_bytes_per_second", 0, CFGF_NONE, config_cb_size),
         CFG_END(),
     };
+    /* The same delivery options as firehose, and the partition key. */
+    cfg_opt_t kinesis_opts[] = {
+        CFG_STR_CB("stream", NULL, CFGF_NODEFAULT, config_cb_kinesis_stream),
+        CFG_STR_CB("region", NULL, CFGF_NODEFAULT, config_cb_region),
+        CFG_STR_CB("endpoint", NULL, CFGF_NODEFAULT, config_cb_url),
+        CFG_STR_CB("partition_key", "{agent}", CFGF_NONE,
+                   config_cb_partition_key),
+        CFG_STR_CB("ca_file", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_INT_CB("max_in_flight", 4, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("timeout", 30000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("retry_initial", 100, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("retry_max", 30000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("connect_timeout", 10000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("low_speed_time", 30000, CFGF_NONE, config_cb_number),
+        CFG_STR_CB("proxy", NULL, CFGF_NODEFAULT, config_cb_proxy),
+        CFG_STR_CB("access_key_id", NULL, CFGF_NODEFAULT, config_cb_key),
+        CFG_STR_CB("secret_access_key", NULL, CFGF_NODEFAULT, config_cb_key),
+        CFG_BOOL_CB("pack", cfg_false, CFGF_NONE, config_cb_bool),
+        CFG_INT_CB("max_records_per_second", 0, CFGF_NONE,
+                   config_cb_number),
+        CFG_INT_CB("max_bytes_per_second", 0, CFGF_NONE, config_cb_size),
+        CFG_END(),
+    };
     cfg_opt_t signing_opts[] = {
         CFG_STR_CB("key", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_INT_CB("seal_every", 1000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("seal_interval", 1000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("epoch", 0, CFGF_NONE, config_cb_number),
         CFG_END(),
     };
     cfg_opt_t control_opts[] = {
@@ -949,12 +1062,15 @@ config_schema_new(void)
         CFG_STR_CB("state_dir", "/var/lib/aaas", CFGF_NONE, config_cb_path),
         CFG_STR_CB("agent_id", NULL, CFGF_NODEFAULT, config_cb_word),
         CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE, config_cb_enum),
+        CFG_STR_CB("reject_file", NULL, CFGF_NODEFAULT, config_cb_path),
+        CFG_SEC("validate", validate_opts, CFGF_NONE),
         CFG_SEC("spool", spool_opts, CFGF_NONE),
         CFG_SEC("socket", socket_opts, CFGF_NONE),
         CFG_SEC("input", input_opts, CFGF_MULTI | CFGF_TITLE),
         CFG_SEC("firehose", firehose_opts, CFGF_NONE),
         CFG_SEC("signing", signing_opts, CFGF_NONE),
         CFG_SEC("control", control_opts, CFGF_NONE),
+        CFG_SEC("kinesis", kinesis_opts, CFGF_NONE),
         CFG_END(),
     };
     cfg_t *cfg;
@@ -980,6 +1096,66 @@ config_dup(const char *s, char **ret)
         return 0;
     *ret = strdup(s);
     return *ret ? 0 : -ENOMEM;
+}
+
+static int
+config_add_rules(struct validate *v, cfg_t *sec)
+{
+    const char *why;
+    int r;
+
+    for (unsigned i = 0; i < cfg_size(sec, "required"); i++) {
+        r = validate_add_required(v, cfg_getnstr(sec, "required", i), &why);
+        if (r < 0)
+            return r;
+    }
+    for (unsigned i = 0; i < cfg_size(sec, "types"); i++) {
+        r = validate_add_type(v, cfg_getnstr(sec, "types", i), &why);
+        if (r < 0)
+            return r;
+    }
+    if (cfg_size(sec, "max_bytes") > 0)
+        validate_set_max_bytes(v, (size_t)cfg_getint(sec, "max_bytes"));
+    if (cfg_size(sec, "max_depth") > 0)
+        validate_set_max_depth(v, (size_t)cfg_getint(sec, "max_depth"));
+    return 0;
+}
+
+/*
+ * One scope's rules: the top-level ones, then the section's own, whose
+ * limits and type rules replace those they repeat.  NULL when there are
+ * none, so that such a scope costs nothing.
+ */
+static int
+config_build_rules(cfg_t *root, cfg_t *parent, struct validate **ret)
+{
+    struct validate *v;
+    int r;
+
+    *ret = NULL;
+    v = validate_new();
+    if (!v)
+        return -ENOMEM;
+    r = config_add_rules(v, cfg_getsec(root, "validate"));
+    if (r >= 0)
+        r = config_add_rules(v, cfg_getsec(parent, "validate"));
+    if (r < 0) {
+        validate_free(v);
+        return r;
+    }
+    if (validate_is_empty(v))
+        v = validate_free(v);
+    *ret = v;
+    return 0;
+}
+
+/* The section's own reject_file, or the top-level one. */
+static int
+config_reject_file(cfg_t *root, cfg_t *parent, char **ret)
+{
+    const char *own = cfg_getstr(parent, "reject_file");
+
+    return config_dup(own ? own : cfg_getstr(root, "reject_file"), ret);
 }
 
 static int
@@ -1011,6 +1187,12 @@ config_fill_inputs(cfg_t *root, struct config *c)
         in->partial_timeout_ms = (unsigned)cfg_getint(sec, "partial_timeout");
         in->rotate_wait_ms = (unsigned)cfg_getint(sec, "rotate_wait");
         in->group_timeout_ms = (unsigned)cfg_getint(sec, "group_timeout");
+        r = config_build_rules(root, sec, &in->validate);
+        if (r < 0)
+            return r;
+        r = config_reject_file(root, sec, &in->reject_file);
+        if (r < 0)
+            return r;
     }
     return 0;
 }
@@ -1025,6 +1207,16 @@ config_fill(cfg_t *root, struct config *c)
     cfg_t *sign = cfg_getsec(root, "signing");
     cfg_t *ctl = cfg_getsec(root, "control");
     int r;
+
+    /* One sink section was given: its delivery options are the ones. */
+    c->kinesis = config_parser->section_seen[CONFIG_SECTION_KINESIS] != 0;
+    if (c->kinesis) {
+        fh = cfg_getsec(root, "kinesis");
+        r = config_dup(cfg_getstr(fh, "partition_key"),
+                       &c->kinesis_partition_key);
+        if (r < 0)
+            return r;
+    }
 
     c->log_level = (int)cfg_getint(root, "log_level");
     c->spool_max_size = (uint64_t)cfg_getint(spool, "max_size");
@@ -1050,6 +1242,9 @@ config_fill(cfg_t *root, struct config *c)
             (unsigned)cfg_getint(fh, "max_records_per_second");
     c->firehose_max_bytes_per_second =
             (uint64_t)cfg_getint(fh, "max_bytes_per_second");
+    c->seal_every = (unsigned)cfg_getint(sign, "seal_every");
+    c->seal_interval_ms = (unsigned)cfg_getint(sign, "seal_interval");
+    c->epoch_sec = (unsigned)cfg_getint(sign, "epoch");
 
     r = config_dup(cfg_getstr(root, "state_dir"), &c->state_dir);
     if (r < 0)
@@ -1097,6 +1292,12 @@ config_fill(cfg_t *root, struct config *c)
     if (r < 0)
         return r;
     r = config_dup(cfg_getstr(ctl, "group"), &c->control_group);
+    if (r < 0)
+        return r;
+    r = config_build_rules(root, sock, &c->socket_validate);
+    if (r < 0)
+        return r;
+    r = config_reject_file(root, sock, &c->socket_reject_file);
     if (r < 0)
         return r;
 
@@ -1169,6 +1370,9 @@ config_parse(struct config_parser *p, FILE *f, struct config *c)
     p->root = config_schema_new();
     if (!p->root)
         return -ENOMEM;
+    p->scratch = validate_new();
+    if (!p->scratch)
+        return -ENOMEM;
 
     r = cfg_parse_fp(p->root, f);
     if (r != CFG_SUCCESS) {
@@ -1178,8 +1382,16 @@ config_parse(struct config_parser *p, FILE *f, struct config *c)
         return -EINVAL;
     }
 
-    if (!p->section_seen[CONFIG_SECTION_FIREHOSE])
-        config_report(0, "missing required section 'firehose'");
+    if (!p->section_seen[CONFIG_SECTION_FIREHOSE] &&
+        !p->section_seen[CONFIG_SECTION_KINESIS])
+        config_report(0, "missing a sink: give a 'firehose' or a 'kinesis' "
+                      "section");
+    if (p->section_seen[CONFIG_SECTION_FIREHOSE] &&
+        p->section_seen[CONFIG_SECTION_KINESIS])
+        config_report(p->section_seen[CONFIG_SECTION_KINESIS],
+                      "kinesis: only one sink may be given, and firehose "
+                      "is at line %d",
+                      p->section_seen[CONFIG_SECTION_FIREHOSE]);
     if (p->errors > 0)
         return -EINVAL;
 
@@ -1219,6 +1431,7 @@ config_load(const char *path, struct config **ret)
 out:
     if (p.root)
         cfg_free(p.root);
+    validate_free(p.scratch);
     for (size_t i = 0; i < p.n_inputs; i++)
         free(p.inputs[i].name);
     free(p.inputs);
@@ -1236,6 +1449,8 @@ config_free(struct config *c)
     for (size_t i = 0; i < c->n_inputs; i++) {
         free(c->inputs[i].name);
         free(c->inputs[i].path);
+        validate_free(c->inputs[i].validate);
+        free(c->inputs[i].reject_file);
     }
     free(c->inputs);
     free(c->file);
@@ -1244,11 +1459,14 @@ config_free(struct config *c)
     free(c->spool_dir);
     free(c->socket_path);
     free(c->socket_group);
+    validate_free(c->socket_validate);
+    free(c->socket_reject_file);
     free(c->firehose_stream);
     free(c->firehose_region);
     free(c->firehose_endpoint);
     free(c->ca_file);
     free(c->firehose_proxy);
+    free(c->kinesis_partition_key);
     if (c->secret_access_key)
         explicit_bzero(c->secret_access_key, strlen(c->secret_access_key));
     free(c->access_key_id);

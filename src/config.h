@@ -10,6 +10,8 @@
  * The parsed /etc/aaas.conf.  config_load() reports every mistake it
  * finds as "FILE:LINE: ..." and only then fails, so one run lists all.
  */
+struct validate;
+
 enum config_format {
     CONFIG_FORMAT_JSON,
     CONFIG_FORMAT_AUDITD,
@@ -34,6 +36,9 @@ struct config_input {
     unsigned group_timeout_ms;  /* auditd: an event without EOE is
                                  * complete this long after its last
                                  * record */
+    struct validate *validate;  /* the global rules and the input's own;
+                                 * NULL: none */
+    char *reject_file;          /* NULL: rejects are delivered */
 };
 
 struct config {
@@ -56,10 +61,19 @@ struct config {
     size_t max_event_size;      /* bytes per socket line */
     unsigned socket_idle_timeout_ms;    /* 0: never close idle writers */
     size_t socket_max_buffer;   /* bytes of unfinished lines, all writers */
+    struct validate *socket_validate;   /* as config_input.validate */
+    char *socket_reject_file;
 
     struct config_input *inputs;
     size_t n_inputs;
 
+    /*
+     * The sink: the firehose section, or the kinesis one (Kinesis Data
+     * Streams) whose stream, region, endpoint and delivery options fill
+     * the same firehose_* fields.
+     */
+    bool kinesis;
+    char *kinesis_partition_key;    /* "{agent}" by default */
     char *firehose_stream;
     char *firehose_region;
     char *firehose_endpoint;    /* NULL: https://firehose.REGION.amazonaws.com */
@@ -83,6 +97,9 @@ struct config {
     char *control_path;
     mode_t control_mode;
     char *control_group;        /* NULL: leave the group alone */
+    unsigned seal_every;        /* events per seal */
+    unsigned seal_interval_ms;  /* longest wait before a seal */
+    unsigned epoch_sec;         /* key epoch length; 0: one epoch */
 };
 
 int config_load(const char *path, struct config **ret);

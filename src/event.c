@@ -14,6 +14,8 @@
 #include <openssl/evp.h>
 #include <systemd/sd-id128.h>
 
+#include "chain.h"
+
 /*
  * Fixed application id for sd_id128_get_machine_app_specific(): the agent
  * id is a keyed hash of the machine id, so the raw machine id (which
@@ -22,7 +24,7 @@
 #define EVENT_APP_ID SD_ID128_MAKE(5e,0c,3a,41,9d,27,4b,b8,a6,13,f2,70,c4,e9,58,1d)
 
 /* Room for the `_aaas` member apart from escaped strings. */
-#define EVENT_META_MAX 384
+#define EVENT_META_MAX (384 + CHAIN_FIELD_LEN)
 
 int
 event_agent_id(char ret[static EVENT_AGENT_ID_LEN + 1])
@@ -241,9 +243,13 @@ event_put_meta(struct event_builder *b, uint64_t seq,
 
     event_puts(b, "\"_aaas\":{\"agent\":\"");
     event_puts(b, b->agent);
-    (void)snprintf(num, sizeof(num), "\",\"seq\":%llu,\"time\":\"",
-                   (unsigned long long)seq);
-    event_puts(b, num);
+    if (seq == EVENT_SEQ_NONE) {
+        event_puts(b, "\",\"time\":\"");
+    } else {
+        (void)snprintf(num, sizeof(num), "\",\"seq\":%llu,\"time\":\"",
+                       (unsigned long long)seq);
+        event_puts(b, num);
+    }
     event_put_time(b, now);
     if (src->kind == EVENT_SOURCE_FILE) {
         event_puts(b, "\",\"source\":\"file\",\"input\":");
@@ -256,6 +262,15 @@ event_put_meta(struct event_builder *b, uint64_t seq,
     if (src->has_peer)
         event_put_peer(b, src);
     event_put(b, "}", 1);
+}
+
+/* The chain member goes last into `_aaas`, hashed over the line as built. */
+static int
+event_chain(struct event_builder *b)
+{
+    if (!b->chain)
+        return 0;
+    return chain_link(b->chain, b->buf, &b->len, b->cap);
 }
 
 static size_t
@@ -292,7 +307,7 @@ event_build(struct event_builder *b, const char *data, size_t len,
     event_put_meta(b, seq, src, now);
     event_put(b, data + pr->close, len - pr->close);
     event_put(b, "\n", 1);
-    return 0;
+    return event_chain(b);
 }
 
 int
@@ -326,5 +341,5 @@ event_build_reject(struct event_builder *b, const char *data, size_t len,
     event_puts(b, "},");
     event_put_meta(b, seq, src, now);
     event_puts(b, "}\n");
-    return 0;
+    return event_chain(b);
 }

@@ -9,6 +9,8 @@
 
 #include "parse_json.h"
 
+struct chain;
+
 /*
  * The delivered form of one event: the writer's bytes with the daemon's
  * `_aaas` member inserted before the closing brace, or a `_aaas_reject`
@@ -43,6 +45,7 @@ struct event_builder {
     size_t cap;
     time_t time_sec;            /* second whose text is cached below */
     char time_text[24];         /* "2026-12-04T16:38:58" */
+    struct chain *chain;        /* not owned; NULL: no chain member */
 };
 
 /* The agent id: the machine id hashed for this application. */
@@ -53,13 +56,23 @@ void event_builder_done(struct event_builder *b);
 
 /*
  * Builds the line for an object that parse_json_check() accepted.  The
- * result is in b->buf / b->len until the next call.
+ * result is in b->buf / b->len until the next call.  With b->chain set,
+ * the line carries its chain hash, pending until chain_commit().
  */
 int event_build(struct event_builder *b, const char *data, size_t len,
                 const struct parse_json_result *pr, uint64_t seq,
                 const struct event_source *src, const struct timespec *now);
 
-/* Builds the `_aaas_reject` line for input that failed with reason. */
+/*
+ * No sequence number: for a line that is kept on the host, not spooled,
+ * and so takes no number from the spool.  `_aaas` then has no "seq".
+ */
+#define EVENT_SEQ_NONE UINT64_MAX
+
+/*
+ * Builds the `_aaas_reject` line for input that failed with reason; seq
+ * may be EVENT_SEQ_NONE.
+ */
 int event_build_reject(struct event_builder *b, const char *data, size_t len,
                        const char *reason, uint64_t seq,
                        const struct event_source *src,

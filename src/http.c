@@ -169,6 +169,9 @@ http_finish(struct http *h, CURL *easy, CURLcode code)
 
     if (code != CURLE_OK) {
         res.error = code == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
+        res.unsent = code == CURLE_COULDNT_CONNECT ||
+                     code == CURLE_COULDNT_RESOLVE_HOST ||
+                     code == CURLE_COULDNT_RESOLVE_PROXY;
         res.error_text = x->errbuf[0] ? x->errbuf : curl_easy_strerror(code);
     }
     (void)curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &res.status);

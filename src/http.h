@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -16,6 +17,8 @@ struct http;
 struct http_result {
     int error;                  /* 0, or -EIO / -ETIMEDOUT for transport */
     const char *error_text;     /* curl's message when error != 0 */
+    bool unsent;                /* failed before a byte of the request
+                                 * left: no connection was made */
     long status;                /* HTTP status, 0 without an answer */
     const char *body;           /* response body (NUL-terminated) */
     size_t body_len;

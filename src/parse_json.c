@@ -47,6 +47,7 @@ struct parse_json {
     struct parse_json_limits limits;
     yajl_alloc_funcs afs;
     yajl_handle yajl;           /* lives for one line */
+    const struct parse_json_hook *hook;     /* for one line, or NULL */
 
     unsigned char *arena;       /* PARSE_JSON_ARENA_SIZE bytes */
     size_t arena_used;
@@ -242,6 +243,10 @@ parse_json_open(struct parse_json *p, bool object)
         return parse_json_stop(p, PARSE_JSON_STOP_DEPTH);
     }
     p->depth++;
+    if (p->hook)
+        p->hook->open_fn(p->hook->ctx,
+                         object ? PARSE_JSON_OBJECT : PARSE_JSON_ARRAY,
+                         p->depth, parse_json_token_at(p));
     return 1;
 }
 
@@ -269,6 +274,8 @@ parse_json_on_end(void *ctx)
     p->depth--;
     if (p->depth == 0)
         p->closed = true;
+    if (p->hook)
+        p->hook->close_fn(p->hook->ctx);
     return 1;
 }
 
@@ -277,6 +284,8 @@ parse_json_on_key(void *ctx, const unsigned char *key, size_t len)
 {
     struct parse_json *p = ctx;
 
+    if (p->hook)
+        p->hook->key_fn(p->hook->ctx, (const char *)key, len);
     if (p->depth != 1)
         return 1;
     p->members = true;
@@ -308,15 +317,67 @@ parse_json_on_number(void *ctx, const char *s, size_t len)
 {
     struct parse_json *p = ctx;
 
-    (void)s;
-    (void)len;
     if (p->depth == 0)
         return parse_json_stop(p, PARSE_JSON_STOP_NOT_OBJECT);
+    if (p->hook) {
+        bool integer = !memchr(s, '.', len) && !memchr(s, 'e', len) &&
+                       !memchr(s, 'E', len);
+
+        p->hook->scalar_fn(p->hook->ctx, integer ? PARSE_JSON_INTEGER
+                                                 : PARSE_JSON_NUMBER);
+    }
     return 1;
+}
+
+/*
+ * The scalars below are only reported with a hook: without one yajl
+ * skips them, and strings holding escapes are not even decoded.  A scalar
+ * at the top level is left to yajl, as it is without a hook, so that the
+ * verdict on the line stays the same.
+ */
+static int
+parse_json_on_scalar(struct parse_json *p, enum parse_json_kind kind)
+{
+    if (p->depth > 0)
+        p->hook->scalar_fn(p->hook->ctx, kind);
+    return 1;
+}
+
+static int
+parse_json_on_null(void *ctx)
+{
+    return parse_json_on_scalar(ctx, PARSE_JSON_NULL);
+}
+
+static int
+parse_json_on_boolean(void *ctx, int value)
+{
+    (void)value;
+    return parse_json_on_scalar(ctx, PARSE_JSON_BOOLEAN);
+}
+
+static int
+parse_json_on_string(void *ctx, const unsigned char *s, size_t len)
+{
+    (void)s;
+    (void)len;
+    return parse_json_on_scalar(ctx, PARSE_JSON_STRING);
 }
 
 static const yajl_callbacks parse_json_callbacks = {
     .yajl_number = parse_json_on_number,
+    .yajl_start_map = parse_json_on_start_map,
+    .yajl_map_key = parse_json_on_key,
+    .yajl_end_map = parse_json_on_end,
+    .yajl_start_array = parse_json_on_start_array,
+    .yajl_end_array = parse_json_on_end,
+};
+
+static const yajl_callbacks parse_json_hook_callbacks = {
+    .yajl_null = parse_json_on_null,
+    .yajl_boolean = parse_json_on_boolean,
+    .yajl_number = parse_json_on_number,
+    .yajl_string = parse_json_on_string,
     .yajl_start_map = parse_json_on_start_map,
     .yajl_map_key = parse_json_on_key,
     .yajl_end_map = parse_json_on_end,
@@ -604,7 +665,8 @@ parse_json_check_line(struct parse_json *p, const char *data, size_t len,
         return parse_json_fail(p, reterr_reason, "NUL byte at byte %zu",
                                scan.nul);
 
-    p->yajl = yajl_alloc(&parse_json_callbacks, &p->afs, p);
+    p->yajl = yajl_alloc(p->hook ? &parse_json_hook_callbacks
+                                 : &parse_json_callbacks, &p->afs, p);
     if (!p->yajl)
         return -ENOMEM;
     /* Both options are known to yajl 2, so these cannot fail. */
@@ -641,12 +703,24 @@ int
 parse_json_check(struct parse_json *p, const char *data, size_t len,
                  struct parse_json_result *ret, const char **reterr_reason)
 {
+    return parse_json_check_with(p, data, len, NULL, ret, reterr_reason);
+}
+
+int
+parse_json_check_with(struct parse_json *p, const char *data, size_t len,
+                      const struct parse_json_hook *hook,
+                      struct parse_json_result *ret,
+                      const char **reterr_reason)
+{
     int r;
 
     assert(p);
     assert(data || len == 0);
     assert(ret);
+    assert(!hook || (hook->key_fn && hook->scalar_fn && hook->open_fn &&
+                     hook->close_fn));
 
+    p->hook = hook;
     p->depth = 0;
     p->members = false;
     p->closed = false;
@@ -667,5 +741,6 @@ parse_json_check(struct parse_json *p, const char *data, size_t len,
         p->yajl = NULL;
     }
     parse_json_rewind(p);
+    p->hook = NULL;
     return r;
 }

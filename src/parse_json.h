@@ -39,3 +39,41 @@ struct parse_json *parse_json_free(struct parse_json *p);
 int parse_json_check(struct parse_json *p, const char *data, size_t len,
                      struct parse_json_result *ret,
                      const char **reterr_reason);
+
+/* What a value is, as a hook sees it. */
+enum parse_json_kind {
+    PARSE_JSON_NULL,
+    PARSE_JSON_BOOLEAN,
+    PARSE_JSON_INTEGER,         /* a number without fraction or exponent */
+    PARSE_JSON_NUMBER,          /* any other number */
+    PARSE_JSON_STRING,
+    PARSE_JSON_OBJECT,
+    PARSE_JSON_ARRAY,
+};
+
+/*
+ * Told about every token of the line in order, from inside the one pass
+ * the check makes, so that rules on members need no tree and no second
+ * parse.  The hook only watches: it cannot stop the parse, and what the
+ * check decides about the line is exactly what parse_json_check() decides.
+ * Once the check fails, the hook's findings mean nothing.  All four
+ * functions must be set.
+ */
+struct parse_json_hook {
+    /* A member's name at any depth, unescaped; its value follows. */
+    void (*key_fn)(void *ctx, const char *key, size_t len);
+    /* A value other than an object or an array. */
+    void (*scalar_fn)(void *ctx, enum parse_json_kind kind);
+    /* An object or an array opens at byte at; depth counts it already. */
+    void (*open_fn)(void *ctx, enum parse_json_kind kind, size_t depth,
+                    size_t at);
+    /* The innermost open object or array closes. */
+    void (*close_fn)(void *ctx);
+    void *ctx;
+};
+
+/* parse_json_check() with a hook; hook may be NULL. */
+int parse_json_check_with(struct parse_json *p, const char *data,
+                          size_t len, const struct parse_json_hook *hook,
+                          struct parse_json_result *ret,
+                          const char **reterr_reason);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Moves durable events from the spool to Firehose.  Request bytes and the
- * meaning of answers belong to sink_firehose; the transport to http.  This
+ * Moves durable events from the spool to Firehose (or Kinesis Data
+ * Streams).  Request bytes and the meaning of answers belong to
+ * sink_firehose and sink_kinesis; the transport to http.  This
  * file owns the order of things: which events are in which call, when a
  * call is retried, and how far the spool may forget.
  *
@@ -34,7 +35,9 @@
 
 #include "batch.h"
 #include "log.h"
+#include "service_reject.h"
 #include "sink_firehose.h"
+#include "sink_kinesis.h"
 
 #define SENDER_SLOTS_MAX 16
 #define SENDER_CONNECT_TIMEOUT_MS 10000
@@ -54,6 +57,9 @@ struct sender_slot {
     struct sink_firehose_request req;
     struct curl_slist *headers;
     bool failed[BATCH_MAX_RECORDS];
+    bool rejected[BATCH_MAX_RECORDS];   /* refused for good, see below */
+    /* After batch_retain_failed(): the answer's index of kept record j. */
+    uint16_t kept_from[BATCH_MAX_RECORDS];
     unsigned attempt;           /* failed attempts in a row */
     sd_event_source *timer;
 };
@@ -65,6 +71,7 @@ struct sender {
     uint64_t next_send_usec;    /* rate limit: no call starts before */
     sd_event_source *rate_timer;
     struct sink_firehose *sink;
+    struct sink_kinesis *kinesis;   /* instead of sink for Kinesis */
     struct spool_cursor *cursor;
     struct sender_slot slots[SENDER_SLOTS_MAX];
     unsigned n_slots;
@@ -90,6 +97,31 @@ struct sender {
 };
 
 static void sender_fill(struct sender *s);
+
+/* The two sinks speak one protocol; only these three things differ. */
+static const char *
+sender_host(const struct sender *s)
+{
+    return s->kinesis ? sink_kinesis_host(s->kinesis)
+                      : sink_firehose_host(s->sink);
+}
+
+static const struct sink_firehose_dialect *
+sender_dialect(const struct sender *s)
+{
+    return s->kinesis ? &sink_kinesis_dialect
+                      : &sink_firehose_dialect_firehose;
+}
+
+static int
+sender_build(struct sender *s, struct sender_slot *sl,
+             const struct sigv4_credentials *cred, time_t now)
+{
+    if (s->kinesis)
+        return sink_kinesis_build(s->kinesis, &sl->batch, cred, now,
+                                  &sl->req);
+    return sink_firehose_build(s->sink, &sl->batch, cred, now, &sl->req);
+}
 
 static uint64_t
 sender_now_usec(const struct sender *s)
@@ -257,6 +289,103 @@ sender_window(struct sender *s, bool throttled)
     s->stats.window = s->window;
 }
 
+/* A copy of service text fit for one log line: control bytes become '?'. */
+static void
+sender_log_text(char *dst, size_t size, const char *src)
+{
+    size_t i;
+
+    for (i = 0; src[i] && i + 1 < size; i++) {
+        unsigned char c = (unsigned char)src[i];
+
+        dst[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    dst[i] = '\0';
+}
+
+/*
+ * Records the service refused for good (InvalidArgumentException for that
+ * record) would be refused for ever and hold the spool back, so each is
+ * replaced by a short reject line that names its events and the reason,
+ * and goes out with the retried records.  Runs after
+ * batch_retain_failed(); kept_from[] maps back to the answer.  A reject
+ * line refused again is kept and retried slowly: nothing is dropped.
+ * Returns whether such a refused reject line is in the batch.
+ */
+static bool
+sender_replace_rejects(struct sender *s, struct sender_slot *sl,
+                       const struct http_result *res)
+{
+    char code[SINK_FIREHOSE_CODE_MAX], message[SINK_FIREHOSE_MESSAGE_MAX];
+    char log_code[SINK_FIREHOSE_CODE_MAX];
+    char log_message[SINK_FIREHOSE_MESSAGE_MAX];
+    bool stuck = false;
+    int r;
+
+    for (size_t j = 0; j < batch_n_records(&sl->batch); j++) {
+        const struct batch_record *rec = batch_record(&sl->batch, j);
+        size_t from = sl->kept_from[j], len;
+        struct service_reject rj;
+        char *line;
+
+        if (!sl->rejected[from])
+            continue;
+        r = sink_firehose_record_error(sender_dialect(s), res->body,
+                                       res->body_len, from, code, message);
+        if (r < 0) {
+            code[0] = '\0';
+            message[0] = '\0';
+        }
+        sender_log_text(log_code, sizeof(log_code), code);
+        sender_log_text(log_message, sizeof(log_message), message);
+        if (rec->replaced) {
+            stuck = true;
+            sender_log_failure(s, "reject-refused",
+                               "sender: stream '%s' refused even the "
+                               "reject line for events %llu..%llu (%s: %s), "
+                               "keeping it and retrying slowly",
+                               s->opts.stream,
+                               (unsigned long long)rec->first_seq,
+                               (unsigned long long)rec->last_seq, log_code,
+                               log_message);
+            continue;
+        }
+
+        rj = (struct service_reject){
+            .record = batch_record_data(&sl->batch, j),
+            .record_len = rec->len,
+            .first_seq = rec->first_seq,
+            .last_seq = rec->last_seq,
+            .n_events = rec->n_events,
+            .error_code = code,
+            .error_message = message,
+        };
+        r = service_reject_build(&rj, batch_record_room(&sl->batch, j),
+                                 &line, &len);
+        if (r >= 0) {
+            r = batch_replace_record(&sl->batch, j, line, len);
+            free(line);
+        }
+        if (r < 0) {
+            /* Kept as it is: retried, and replaced when there is room. */
+            sender_log_failure(s, "reject-build",
+                               "sender: cannot build the reject line for "
+                               "events %llu..%llu: %s, retrying them",
+                               (unsigned long long)rec->first_seq,
+                               (unsigned long long)rec->last_seq,
+                               strerror(-r));
+            continue;
+        }
+        s->stats.rejected_records++;
+        s->stats.rejected_events += rec->n_events;
+        log_err("sender: stream '%s' refused events %llu..%llu for good "
+                "(%s: %s), delivering a reject line in their place",
+                s->opts.stream, (unsigned long long)rec->first_seq,
+                (unsigned long long)rec->last_seq, log_code, log_message);
+    }
+    return stuck;
+}
+
 static void
 sender_call_done(void *userdata, const struct http_result *res)
 {
@@ -265,6 +394,7 @@ sender_call_done(void *userdata, const struct http_result *res)
     struct sink_firehose_result fr;
     size_t n = batch_n_records(&sl->batch);
     size_t kept, events_before;
+    bool stuck;
     int r;
 
     curl_slist_free_all(sl->headers);
@@ -276,19 +406,23 @@ sender_call_done(void *userdata, const struct http_result *res)
          * broke, so what is sent again may be there twice.
          */
         s->stats.failed_calls++;
-        s->stats.possible_duplicates += batch_n_events(&sl->batch);
+        /* Without a connection nothing can have reached the service. */
+        if (!res->unsent)
+            s->stats.possible_duplicates += batch_n_events(&sl->batch);
         sl->attempt++;
         sender_log_failure(s, "transport",
                            "sender: call to '%s' failed: %s, retrying %zu "
-                           "events (possible duplicates)",
-                           sink_firehose_host(s->sink), res->error_text,
-                           batch_n_events(&sl->batch));
+                           "events%s", sender_host(s), res->error_text,
+                           batch_n_events(&sl->batch),
+                           res->unsent ? "" : " (possible duplicates)");
         sender_schedule_retry(sl, false);
         goto out;
     }
 
-    r = sink_firehose_parse_response(res->status, res->body, res->body_len,
-                                     n, sl->failed, &fr);
+    r = sink_firehose_parse_response_as(sender_dialect(s),
+                                        res->status, res->body,
+                                        res->body_len, n, sl->failed,
+                                        sl->rejected, &fr);
     if (r < 0) {
         sl->attempt++;
         sender_schedule_retry(sl, false);
@@ -306,22 +440,32 @@ sender_call_done(void *userdata, const struct http_result *res)
         goto out;
     }
 
-    if (fr.n_failed < n && fr.failed_put_count > 0 && !fr.protocol_error) {
-        /* Part of the call went through: keep only the failed records. */
+    if ((fr.n_failed < n || fr.n_rejected > 0) && fr.failed_put_count > 0 &&
+        !fr.protocol_error) {
+        /*
+         * Part of the call went through, or records were refused one by
+         * one: keep only the failed records.
+         */
         sender_account(s, &sl->batch, sl->failed);
-        sender_window(s, sender_is_throttle(0, fr.error_code));
+        sender_window(s, fr.n_rejected < fr.n_failed &&
+                         sender_is_throttle(0, fr.error_code));
         s->stats.stalled = false;
         events_before = batch_n_events(&sl->batch);
+        for (size_t i = 0, j = 0; i < n; i++)
+            if (sl->failed[i])
+                sl->kept_from[j++] = (uint16_t)i;
         kept = batch_retain_failed(&sl->batch, sl->failed);
         s->stats.delivered += events_before - batch_n_events(&sl->batch);
         s->stats.failed_records += kept;
         sl->attempt++;
-        sender_log_failure(s, fr.error_code,
-                           "sender: stream '%s' refused %zu of %zu records "
-                           "(%s: %s), retrying them",
-                           s->opts.stream, kept, n, fr.error_code,
-                           fr.error_message);
-        sender_schedule_retry(sl, false);
+        stuck = fr.n_rejected > 0 && sender_replace_rejects(s, sl, res);
+        if (fr.n_rejected < fr.n_failed)
+            sender_log_failure(s, fr.error_code,
+                               "sender: stream '%s' refused %zu of %zu "
+                               "records (%s: %s), retrying them",
+                               s->opts.stream, kept, n, fr.error_code,
+                               fr.error_message);
+        sender_schedule_retry(sl, stuck);
         goto out;
     }
 
@@ -344,7 +488,7 @@ sender_call_done(void *userdata, const struct http_result *res)
     sender_log_failure(s, fr.error_code,
                        "sender: stream '%s' at '%s' refused a call: HTTP %ld "
                        "%s: %s%s%s, %s %zu events",
-                       s->opts.stream, sink_firehose_host(s->sink),
+                       s->opts.stream, sender_host(s),
                        res->status,
                        fr.error_code[0] ? fr.error_code : "(no error code)",
                        fr.error_message[0] ? fr.error_message
@@ -382,8 +526,7 @@ sender_submit(struct sender_slot *sl)
         return r;
     }
 
-    r = sink_firehose_build(s->sink, &sl->batch, &cred, time(NULL) + s->skew,
-                            &sl->req);
+    r = sender_build(s, sl, &cred, time(NULL) + s->skew);
     if (r < 0) {
         sender_log_failure(s, "build",
                            "sender: cannot build a call for stream '%s': %s",
@@ -656,6 +799,13 @@ sender_new(const struct sender_options *o, struct sender **ret,
         .region = o->region,
         .endpoint = o->endpoint,
     };
+    struct sink_kinesis_options ko = {
+        .stream = o->stream,
+        .region = o->region,
+        .endpoint = o->endpoint,
+        .partition_key = o->partition_key,
+        .agent = o->agent,
+    };
     uint64_t sent;
     struct sender *s;
     int r;
@@ -679,7 +829,10 @@ sender_new(const struct sender_options *o, struct sender **ret,
         goto fail;
     (void)sd_event_source_set_enabled(s->rate_timer, SD_EVENT_OFF);
 
-    r = sink_firehose_new(&so, &s->sink, reterr_reason);
+    if (o->kinesis)
+        r = sink_kinesis_new(&ko, &s->kinesis, reterr_reason);
+    else
+        r = sink_firehose_new(&so, &s->sink, reterr_reason);
     if (r < 0)
         goto fail;
 
@@ -738,11 +891,23 @@ sender_reconfigure(struct sender *s, const struct sender_options *o,
         .region = o->region,
         .endpoint = o->endpoint,
     };
+    struct sink_kinesis_options ko = {
+        .stream = o->stream,
+        .region = o->region,
+        .endpoint = o->endpoint,
+        .partition_key = o->partition_key,
+        .agent = o->agent,
+    };
     struct sink_firehose *sink = NULL;
+    struct sink_kinesis *kinesis = NULL;
     unsigned want = sender_slots_for(o->max_in_flight);
     int r;
 
-    r = sink_firehose_new(&so, &sink, reterr_reason);
+    /* The new config may name the other service: make its sink. */
+    if (o->kinesis)
+        r = sink_kinesis_new(&ko, &kinesis, reterr_reason);
+    else
+        r = sink_firehose_new(&so, &sink, reterr_reason);
     if (r < 0)
         return r;
 
@@ -753,13 +918,16 @@ sender_reconfigure(struct sender *s, const struct sender_options *o,
             /* The half-made slot is cleaned up by sender_free(). */
             s->n_slots = i + 1;
             sink_firehose_free(sink);
+            sink_kinesis_free(kinesis);
             return r;
         }
         s->n_slots = i + 1;
     }
 
     sink_firehose_free(s->sink);
+    sink_kinesis_free(s->kinesis);
     s->sink = sink;
+    s->kinesis = kinesis;
     s->opts = *o;
     s->max_busy = want;
     /* A new endpoint deserves a fresh log line for the same failure. */
@@ -784,6 +952,7 @@ sender_free(struct sender *s)
     sd_event_source_disable_unref(s->rate_timer);
     spool_cursor_free(s->cursor);
     sink_firehose_free(s->sink);
+    sink_kinesis_free(s->kinesis);
     free(s->held);
     free(s);
     return NULL;

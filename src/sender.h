@@ -12,7 +12,7 @@
 
 /*
  * The delivery side: reads durable events from the spool, sends them in
- * PutRecordBatch calls (several in flight), retries what failed with
+ * PutRecordBatch (or Kinesis PutRecords) calls (several in flight), retries what failed with
  * backoff and acknowledges to the spool only what the service accepted.
  */
 struct sender;
@@ -28,6 +28,9 @@ struct sender_options {
     const char *stream;
     const char *region;
     const char *endpoint;       /* NULL: the region's public endpoint */
+    bool kinesis;               /* Kinesis Data Streams, not Firehose */
+    const char *partition_key;  /* Kinesis: see sink_kinesis.h */
+    const char *agent;          /* Kinesis: for {agent} in the key */
     const char *ca_file;
     unsigned max_in_flight;
     unsigned timeout_ms;
@@ -58,6 +61,9 @@ struct sender_stats {
     uint64_t billed_bytes_unpacked;
     uint64_t data_bytes;        /* record bytes accepted */
     uint64_t throttled;         /* calls or records refused for the rate */
+    /* Records refused for good and replaced by a reject line; events. */
+    uint64_t rejected_records;
+    uint64_t rejected_events;
     unsigned window;            /* calls allowed in flight right now */
     bool stalled;               /* needs an operator (access, stream, KMS) */
     char last_error[512];

@@ -88,8 +88,8 @@ utf8_seq_len(const unsigned char *p, size_t left)
  * Writes s as the inside of a JSON string to out (room for 6 bytes per
  * input byte) and returns the length, or -EINVAL when s is not UTF-8.
  */
-static int
-json_escape(const char *s, char *out, size_t *ret_len)
+int
+sink_firehose_json_escape(const char *s, char *out, size_t *ret_len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
@@ -137,7 +137,7 @@ sink_firehose_concat(const char *a, const char *b, size_t b_len,
     return s;
 }
 
-static bool
+bool
 sink_firehose_region_valid(const char *r)
 {
     if (!*r)
@@ -212,12 +212,12 @@ sink_firehose_skip_port(const char **p, unsigned long default_port,
     return 0;
 }
 
-/* Splits "http[s]://HOST[:PORT][/]" and fills s->url and s->host. */
-static int
-sink_firehose_set_endpoint(struct sink_firehose *s, const char *endpoint,
-                           const char **reterr_reason)
+int
+sink_firehose_endpoint_split(const char *endpoint, char **ret_url,
+                             char **ret_host, const char **reterr_reason)
 {
     const char *scheme, *p, *host, *port = NULL;
+    char *h;
     unsigned long default_port;
     size_t host_len, port_len;
     int r;
@@ -254,20 +254,23 @@ sink_firehose_set_endpoint(struct sink_firehose *s, const char *endpoint,
         return -EINVAL;
     }
 
-    s->host = malloc(host_len + 1 + port_len + 1);
-    if (!s->host)
+    h = malloc(host_len + 1 + port_len + 1);
+    if (!h)
         return -ENOMEM;
-    memcpy(s->host, host, host_len);
-    s->host[host_len] = '\0';
+    memcpy(h, host, host_len);
+    h[host_len] = '\0';
     if (port) {
-        s->host[host_len] = ':';
-        memcpy(s->host + host_len + 1, port, port_len);
-        s->host[host_len + 1 + port_len] = '\0';
+        h[host_len] = ':';
+        memcpy(h + host_len + 1, port, port_len);
+        h[host_len + 1 + port_len] = '\0';
     }
 
-    s->url = sink_firehose_concat(scheme, s->host, strlen(s->host), "/");
-    if (!s->url)
+    *ret_url = sink_firehose_concat(scheme, h, strlen(h), "/");
+    if (!*ret_url) {
+        free(h);
         return -ENOMEM;
+    }
+    *ret_host = h;
     return 0;
 }
 
@@ -286,7 +289,8 @@ sink_firehose_set_stream(struct sink_firehose *s, const char *stream,
         return -ENOMEM;
 
     memcpy(s->body_prefix, head, STRLEN(head));
-    r = json_escape(stream, s->body_prefix + STRLEN(head), &len);
+    r = sink_firehose_json_escape(stream, s->body_prefix + STRLEN(head),
+                                  &len);
     if (r < 0) {
         *reterr_reason = "stream name is not valid UTF-8";
         return r;
@@ -297,15 +301,20 @@ sink_firehose_set_stream(struct sink_firehose *s, const char *stream,
     return 0;
 }
 
-static char *
-sink_firehose_default_url(const char *region)
+char *
+sink_firehose_default_url(const char *service, const char *region)
 {
     /* The China partition lives under its own top-level domain. */
     bool china = strncmp(region, "cn-", 3) == 0;
+    char *head, *url;
 
-    return sink_firehose_concat("https://firehose.", region, strlen(region),
-                                china ? ".amazonaws.com.cn"
-                                      : ".amazonaws.com");
+    head = sink_firehose_concat("https://", service, strlen(service), ".");
+    if (!head)
+        return NULL;
+    url = sink_firehose_concat(head, region, strlen(region),
+                               china ? ".amazonaws.com.cn" : ".amazonaws.com");
+    free(head);
+    return url;
 }
 
 int
@@ -344,13 +353,14 @@ sink_firehose_new(const struct sink_firehose_options *o,
         goto out;
 
     if (!o->endpoint) {
-        url = sink_firehose_default_url(o->region);
+        url = sink_firehose_default_url(SINK_FIREHOSE_SERVICE, o->region);
         if (!url) {
             r = -ENOMEM;
             goto out;
         }
     }
-    r = sink_firehose_set_endpoint(s, url ? url : o->endpoint, &reason);
+    r = sink_firehose_endpoint_split(url ? url : o->endpoint, &s->url,
+                                     &s->host, &reason);
     if (r < 0)
         goto out;
 
@@ -403,8 +413,7 @@ sink_firehose_request_done(struct sink_firehose_request *r)
     *r = (struct sink_firehose_request){ 0 };
 }
 
-/* Grows *buf to at least need bytes; the old contents are not kept. */
-static int
+int
 sink_firehose_reserve(char **buf, size_t *size, size_t need)
 {
     char *p;
@@ -475,6 +484,21 @@ sink_firehose_header_safe(const char *v)
     return true;
 }
 
+bool
+sink_firehose_credentials_usable(const struct sigv4_credentials *cred)
+{
+    return cred->access_key_id && *cred->access_key_id &&
+           cred->secret_access_key && *cred->secret_access_key &&
+           sink_firehose_header_safe(cred->access_key_id) &&
+           (!cred->session_token ||
+            sink_firehose_header_safe(cred->session_token));
+}
+
+static const struct sink_firehose_api sink_firehose_api = {
+    .service = SINK_FIREHOSE_SERVICE,
+    .target = SINK_FIREHOSE_TARGET,
+};
+
 /* Appends "Name: value" at *pos and returns where the value starts. */
 static char *
 sink_firehose_put_header(struct sink_firehose_request *r, size_t *pos,
@@ -492,7 +516,7 @@ sink_firehose_put_header(struct sink_firehose_request *r, size_t *pos,
 }
 
 static int
-sink_firehose_sign(const struct sink_firehose *s,
+sink_firehose_sign(const struct sink_firehose_api *api, const char *region,
                    const struct sigv4_header *sh, size_t n,
                    const struct sigv4_credentials *cred, time_t now,
                    const struct sink_firehose_request *r,
@@ -507,18 +531,19 @@ sink_firehose_sign(const struct sink_firehose *s,
         .payload_len = r->body_len,
     };
     const struct sigv4_scope scope = {
-        .region = s->region,
-        .service = SINK_FIREHOSE_SERVICE,
+        .region = region,
+        .service = api->service,
         .when = now,
     };
 
     return sigv4_sign(&req, cred, &scope, auth, auth_size, NULL, 0, NULL, 0);
 }
 
-static int
-sink_firehose_build_headers(const struct sink_firehose *s,
-                            const struct sigv4_credentials *cred, time_t now,
-                            struct sink_firehose_request *r)
+int
+sink_firehose_sign_call(const struct sink_firehose_api *api,
+                        const char *host, const char *region,
+                        const struct sigv4_credentials *cred, time_t now,
+                        struct sink_firehose_request *r)
 {
     struct sigv4_header sh[SINK_FIREHOSE_N_HEADERS_MAX - 1];
     const char *token = cred->session_token;
@@ -535,8 +560,10 @@ sink_firehose_build_headers(const struct sink_firehose *s,
      * key id and the region; the other lines take under 200 besides the
      * host and the token.
      */
-    auth_size = 384 + strlen(cred->access_key_id) + strlen(s->region);
-    need = 256 + strlen(s->host) + (token ? strlen(token) : 0) + auth_size;
+    auth_size = 384 + strlen(cred->access_key_id) + strlen(region) +
+                strlen(api->service);
+    need = 256 + strlen(host) + strlen(api->target) +
+           (token ? strlen(token) : 0) + auth_size;
     k = sink_firehose_reserve(&r->hdr_buf, &r->hdr_size, need);
     if (k < 0)
         return k;
@@ -544,7 +571,7 @@ sink_firehose_build_headers(const struct sink_firehose *s,
     sigv4_format_amz_date(now, date);
     r->n_headers = 0;
     sh[n].name = "host";
-    sh[n++].value = sink_firehose_put_header(r, &pos, "Host", s->host);
+    sh[n++].value = sink_firehose_put_header(r, &pos, "Host", host);
     sh[n].name = "content-type";
     sh[n++].value = sink_firehose_put_header(r, &pos, "Content-Type",
                                              SINK_FIREHOSE_CONTENT_TYPE);
@@ -552,7 +579,7 @@ sink_firehose_build_headers(const struct sink_firehose *s,
     sh[n++].value = sink_firehose_put_header(r, &pos, "X-Amz-Date", date);
     sh[n].name = "x-amz-target";
     sh[n++].value = sink_firehose_put_header(r, &pos, "X-Amz-Target",
-                                             SINK_FIREHOSE_TARGET);
+                                             api->target);
     /* Signed too, as the SDKs do, so that it cannot be swapped. */
     if (token) {
         sh[n].name = "x-amz-security-token";
@@ -561,7 +588,8 @@ sink_firehose_build_headers(const struct sink_firehose *s,
     }
 
     auth = sink_firehose_put_header(r, &pos, "Authorization", "");
-    return sink_firehose_sign(s, sh, n, cred, now, r, auth, auth_size);
+    return sink_firehose_sign(api, region, sh, n, cred, now, r, auth,
+                              auth_size);
 }
 
 int
@@ -571,13 +599,7 @@ sink_firehose_build(const struct sink_firehose *s, const struct batch *b,
 {
     int k;
 
-    if (batch_is_empty(b))
-        return -EINVAL;
-    if (!cred->access_key_id || !*cred->access_key_id ||
-        !cred->secret_access_key || !*cred->secret_access_key ||
-        !sink_firehose_header_safe(cred->access_key_id) ||
-        (cred->session_token &&
-         !sink_firehose_header_safe(cred->session_token)))
+    if (batch_is_empty(b) || !sink_firehose_credentials_usable(cred))
         return -EINVAL;
 
     r->url = s->url;
@@ -589,7 +611,8 @@ sink_firehose_build(const struct sink_firehose *s, const struct batch *b,
     if (k < 0)
         return k;
 
-    k = sink_firehose_build_headers(s, cred, now, r);
+    k = sink_firehose_sign_call(&sink_firehose_api, s->host, s->region, cred,
+                                now, r);
     if (k < 0) {
         r->n_headers = 0;
         return k;
@@ -623,6 +646,9 @@ static const struct {
     { "InternalFailure", SINK_FIREHOSE_RETRY },
     /* Throttled by KMS: nothing for an operator to fix, unlike KMS*. */
     { "KMSThrottlingException", SINK_FIREHOSE_RETRY },
+    /* Kinesis Data Streams' names for a shard or account over its rate. */
+    { "ProvisionedThroughputExceededException", SINK_FIREHOSE_RETRY },
+    { "LimitExceededException", SINK_FIREHOSE_RETRY },
     { "ExpiredTokenException", SINK_FIREHOSE_AUTH },
     { "ExpiredToken", SINK_FIREHOSE_AUTH },
     { "InvalidSignatureException", SINK_FIREHOSE_AUTH },
@@ -723,8 +749,14 @@ enum resp_key {
  * skipped whole: skip_depth is the depth inside the outermost of them.
  */
 struct resp_parser {
+    const struct sink_firehose_dialect *d;
     struct sink_firehose_result *res;
     bool *failed;
+    bool *rejected;             /* NULL: not wanted */
+    size_t n_rejected;
+    /* The entry whose code and message to copy out; SIZE_MAX: none. */
+    size_t want_entry;
+    bool found_want;
     size_t n_records;
     size_t depth;
     size_t skip_depth;
@@ -873,12 +905,12 @@ resp_map_key(void *ctx, const unsigned char *key, size_t len)
         return 1;
     p->key = RESP_KEY_OTHER;
     if (p->depth == 1) {
-        if (resp_key_is(key, len, "FailedPutCount")) {
+        if (resp_key_is(key, len, p->d->failed_count)) {
             if (p->seen_count)
                 return resp_fail(p, "FailedPutCount appears twice");
             p->seen_count = true;
             p->key = RESP_KEY_FAILED_PUT_COUNT;
-        } else if (resp_key_is(key, len, "RequestResponses")) {
+        } else if (resp_key_is(key, len, p->d->responses)) {
             if (p->seen_responses)
                 return resp_fail(p, "RequestResponses appears twice");
             p->seen_responses = true;
@@ -890,7 +922,7 @@ resp_map_key(void *ctx, const unsigned char *key, size_t len)
             p->key = RESP_KEY_MESSAGE;
         }
     } else if (p->depth == 3) {
-        if (resp_key_is(key, len, "RecordId"))
+        if (resp_key_is(key, len, p->d->record_id))
             p->key = RESP_KEY_RECORD_ID;
         else if (resp_key_is(key, len, "ErrorCode"))
             p->key = RESP_KEY_ERROR_CODE;
@@ -946,7 +978,21 @@ resp_entry_done(struct resp_parser *p)
     /* Surplus entries are counted for the mismatch check, not stored. */
     if (i < p->n_records)
         p->failed[i] = !ok;
+    if (i == p->want_entry) {
+        p->found_want = true;
+        memcpy(res->error_code, p->entry_code, sizeof(res->error_code));
+        memcpy(res->error_message, p->entry_message,
+               sizeof(res->error_message));
+    }
     if (ok)
+        return;
+
+    if (p->entry_error && sink_firehose_record_permanent(p->entry_code)) {
+        p->n_rejected++;
+        if (p->rejected && i < p->n_records)
+            p->rejected[i] = true;
+    }
+    if (p->want_entry != SIZE_MAX)
         return;
 
     p->n_failed++;
@@ -1073,32 +1119,95 @@ resp_finish_success(struct resp_parser *p, bool parsed,
     return true;
 }
 
+const struct sink_firehose_dialect sink_firehose_dialect_firehose = {
+    .failed_count = "FailedPutCount",
+    .responses = "RequestResponses",
+    .record_id = "RecordId",
+};
+
+/* Permanent per-record refusals: sending the same bytes again cannot help. */
+bool
+sink_firehose_record_permanent(const char *code)
+{
+    return strcmp(code, "InvalidArgumentException") == 0 ||
+           strcmp(code, "ValidationException") == 0;
+}
+
 int
 sink_firehose_parse_response(long http_status, const void *body,
                              size_t len, size_t n_records,
                              bool *ret_failed,
                              struct sink_firehose_result *ret)
 {
+    return sink_firehose_parse_response_as(&sink_firehose_dialect_firehose,
+                                           http_status, body, len, n_records,
+                                           ret_failed, NULL, ret);
+}
+
+int
+sink_firehose_record_error(const struct sink_firehose_dialect *d,
+                           const void *body, size_t len, size_t index,
+                           char code[static SINK_FIREHOSE_CODE_MAX],
+                           char message[static SINK_FIREHOSE_MESSAGE_MAX])
+{
     struct sink_firehose_result res = { 0 };
     struct resp_parser p = {
+        .d = d,
+        .res = &res,
+        .want_entry = index,
+    };
+    bool parsed;
+    int k;
+
+    /* failed[] is only written for i < n_records, so none is needed. */
+    k = resp_run(&p, body, len, &parsed);
+    if (k < 0)
+        return k;
+    if (!p.found_want)
+        return -ENOENT;
+    memcpy(code, res.error_code, SINK_FIREHOSE_CODE_MAX);
+    memcpy(message, res.error_message, SINK_FIREHOSE_MESSAGE_MAX);
+    return 0;
+}
+
+int
+sink_firehose_parse_response_as(const struct sink_firehose_dialect *d,
+                                long http_status, const void *body,
+                                size_t len, size_t n_records,
+                                bool *ret_failed, bool *ret_rejected,
+                                struct sink_firehose_result *ret)
+{
+    struct sink_firehose_result res = { 0 };
+    struct resp_parser p = {
+        .d = d,
         .res = &res,
         .failed = ret_failed,
+        .rejected = ret_rejected,
         .n_records = n_records,
+        .want_entry = SIZE_MAX,
     };
     bool parsed;
     int k, c;
 
-    for (size_t i = 0; i < n_records; i++)
+    for (size_t i = 0; i < n_records; i++) {
         ret_failed[i] = true;
+        if (ret_rejected)
+            ret_rejected[i] = false;
+    }
 
     k = resp_run(&p, body, len, &parsed);
     if (k < 0)
         return k;
 
     if (http_status == 200 && resp_finish_success(&p, parsed, &res)) {
+        res.n_rejected = p.n_rejected;
         *ret = res;
         return 0;
     }
+
+    /* Only a whole, consistent answer may mark a record for good. */
+    for (size_t i = 0; ret_rejected && i < n_records; i++)
+        ret_rejected[i] = false;
 
     if (http_status == 200) {
         /*

@@ -95,6 +95,12 @@ struct sink_firehose_result {
      * flagged; reason says what was wrong.
      */
     bool protocol_error;
+    /*
+     * Failed records whose error says that sending them again can never
+     * succeed (see sink_firehose_record_permanent()); only counted for a
+     * consistent 200 answer.
+     */
+    size_t n_rejected;
     const char *reason;             /* static text, NULL when none */
     /*
      * The first record's ErrorCode and ErrorMessage, or the __type
@@ -116,3 +122,86 @@ int sink_firehose_parse_response(long http_status, const void *body,
                                  size_t len, size_t n_records,
                                  bool *ret_failed,
                                  struct sink_firehose_result *ret);
+
+/*
+ * The member names one JSON 1.1 batch API uses in its answer, so that
+ * Kinesis Data Streams' PutRecords is read by the same parser.
+ */
+struct sink_firehose_dialect {
+    const char *failed_count;       /* "FailedPutCount" */
+    const char *responses;          /* "RequestResponses" */
+    const char *record_id;          /* "RecordId" */
+};
+
+extern const struct sink_firehose_dialect sink_firehose_dialect_firehose;
+
+/*
+ * InvalidArgumentException and ValidationException for one record: the
+ * service will never take those bytes, however often they are sent.
+ */
+bool sink_firehose_record_permanent(const char *code);
+
+/*
+ * sink_firehose_parse_response() for dialect d; ret_rejected (NULL when
+ * not wanted) flags the failed records that
+ * sink_firehose_record_permanent() says will never be taken.
+ */
+int sink_firehose_parse_response_as(const struct sink_firehose_dialect *d,
+                                    long http_status, const void *body,
+                                    size_t len, size_t n_records,
+                                    bool *ret_failed, bool *ret_rejected,
+                                    struct sink_firehose_result *ret);
+
+/*
+ * The ErrorCode and ErrorMessage of entry index (from 0) of a 200
+ * answer, "" for members it lacks; truncated like the result's.  For the
+ * few refused records that need their own text.  Returns 0, -ENOENT when
+ * the answer has no such entry, -ENOMEM.
+ */
+int sink_firehose_record_error(const struct sink_firehose_dialect *d,
+                               const void *body, size_t len, size_t index,
+                               char code[static SINK_FIREHOSE_CODE_MAX],
+                               char message[static SINK_FIREHOSE_MESSAGE_MAX]);
+
+/*
+ * Shared with sink_kinesis, which speaks the same JSON 1.1 protocol to
+ * another service.
+ */
+struct sink_firehose_api {
+    const char *service;            /* signing scope: "firehose" */
+    const char *target;             /* X-Amz-Target */
+};
+
+bool sink_firehose_region_valid(const char *region);
+
+/* "https://SERVICE.REGION.amazonaws.com" (".com.cn" for cn-*), malloc'd. */
+char *sink_firehose_default_url(const char *service, const char *region);
+
+/*
+ * Splits "http[s]://HOST[:PORT][/]" into the URL curl is given and the
+ * Host header's value (the port only when not the scheme's default), both
+ * malloc'd.  -EINVAL with a static reason, -ENOMEM.
+ */
+int sink_firehose_endpoint_split(const char *endpoint, char **ret_url,
+                                 char **ret_host, const char **reterr_reason);
+
+/*
+ * Writes s as the inside of a JSON string to out (room for 6 bytes per
+ * input byte); -EINVAL when s is not UTF-8.
+ */
+int sink_firehose_json_escape(const char *s, char *out, size_t *ret_len);
+
+/* Grows *buf to at least need bytes; the old contents are not kept. */
+int sink_firehose_reserve(char **buf, size_t *size, size_t need);
+
+/* Key id and secret present, nothing that would break a header line. */
+bool sink_firehose_credentials_usable(const struct sigv4_credentials *cred);
+
+/*
+ * Fills r's headers for the body already in r (Host, Content-Type,
+ * X-Amz-Date, X-Amz-Target, the token, Authorization) and signs them.
+ */
+int sink_firehose_sign_call(const struct sink_firehose_api *api,
+                            const char *host, const char *region,
+                            const struct sigv4_credentials *cred, time_t now,
+                            struct sink_firehose_request *r);

@@ -22,24 +22,34 @@
  * Each frame is a 16-byte header followed by the payload:
  *
  *     0   4  CRC-32C of bytes 4..15 of this header, then of the payload
- *     4   4  payload length, at most SPOOL_FRAME_MAX
+ *     4   4  payload length, at most SPOOL_FRAME_MAX; the top bit set
+ *            marks a marker frame (below)
  *     8   8  sequence number, never 0
  *    16   n  payload
  *
  * Integers are little-endian.  Frames are not padded.  Sequence numbers
- * rise by one from frame to frame across all segments; gaps appear only
- * where recovery set damaged bytes aside.  Segments are only ever appended
- * to by the process that created them: after a restart the first write
- * opens a new segment, so a recovered segment never changes again except
- * for the truncation below.
+ * rise by one from event frame to event frame across all segments; gaps
+ * appear only where recovery set damaged bytes aside.  Segments are only
+ * ever appended to by the process that created them: after a restart the
+ * first write opens a new segment, so a recovered segment never changes
+ * again except for the truncation below.
+ *
+ * A MARKER is a frame that holds no event but a note from the caller about
+ * the events before it (the daemon writes the file inputs' read positions,
+ * so that they become durable in the same fdatasync as the lines they
+ * cover).  It carries the sequence number of the last event appended
+ * before it, so it shares that number and takes none of its own; cursors
+ * skip markers and spool_markers() replays them.  A marker never starts a
+ * segment: it follows an event in the same one, so that segment names stay
+ * distinct and a name is still the number of the first event in it.
  *
  * A frame is valid when its length is in range, the whole frame lies inside
  * the file, the checksum matches and its sequence number is above that of
  * the previous valid frame in the segment (for the first frame: at least
- * the number in the file name).  There is no magic number; the checksum
- * over the length and sequence number is what tells a frame from garbage,
- * including the zeros a file system may leave after a crash (the CRC-32C
- * of twelve zero bytes is not zero).
+ * the number in the file name); a marker's may also equal it.  There is no
+ * magic number; the checksum over the length and sequence number is what
+ * tells a frame from garbage, including the zeros a file system may leave
+ * after a crash (the CRC-32C of twelve zero bytes is not zero).
  *
  * RECOVERY reads every segment once, front to back, through a large buffer.
  * At the first bytes that are not a valid frame it looks, byte by byte, for
@@ -61,15 +71,18 @@
  *
  * Segments left empty are removed.  Frames found at recovery are synced
  * before they count as durable, since a process crash leaves them in the
- * page cache only.
+ * page cache only.  A fully acknowledged segment that holds a marker is
+ * kept until spool_retain() lets it go, because the markers in it may be
+ * needed by the caller at this very start.
  *
  * THE CHECKPOINT is 12 bytes: the highest acknowledged sequence number (8)
  * and the CRC-32C of those 8 bytes (4).  Everything up to and including it
  * has been accepted by the sink and may be deleted; it is replaced with
  * write, fsync, rename, fsync of the directory, so it is either the old or
  * the new value.  Segments are deleted only after a checkpoint covering
- * them is on disk.  A missing or damaged checkpoint reads as 0: frames are
- * sent again (duplicates), never lost.
+ * them is on disk, and, if they hold markers, only once spool_retain() has
+ * moved past their last frame.  A missing or damaged checkpoint reads as 0:
+ * frames are sent again (duplicates), never lost.
  *
  * THE SENT FILE has the same 12-byte layout and is rewritten in place with
  * pwrite and no sync.  It only bounds the duplicates a restart can cause;
@@ -95,6 +108,7 @@
  */
 #include "spool.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -112,6 +126,12 @@
 #include "log.h"
 
 #define SPOOL_HDR 16u
+#define SPOOL_MARKER_FLAG 0x80000000u
+/*
+ * Room at the end of the write buffer that only markers may use, so that
+ * the marker covering a buffer full of events always fits behind them.
+ */
+#define SPOOL_MARKER_RESERVE (4u * SPOOL_MARKER_MAX)
 #define SPOOL_WBUF_SIZE (4u * 1024u * 1024u)
 #define SPOOL_RBUF_SIZE (2u * 1024u * 1024u)   /* holds the largest frame */
 #define SPOOL_SCAN_BUF_SIZE (4u * 1024u * 1024u)
@@ -136,18 +156,21 @@ struct spool_seg {
     uint64_t first_seq;         /* from the file name */
     uint64_t last_seq;          /* 0 while it holds no frame */
     uint64_t size;              /* bytes of valid frames (and holes) */
+    bool has_marker;            /* kept for spool_retain() */
 };
 
 /* Damaged bytes found at recovery, skipped by cursors. */
 struct spool_hole {
     uint64_t seg_first;
     uint64_t start, end;        /* file offsets, end exclusive */
+    uint64_t seq_before;        /* last good frame before it, 0: none */
+    uint64_t seq_after;         /* first good frame after it, 0: none */
 };
 
 /* A segment file open for writing that may hold unsynced data. */
 struct spool_wfile {
     int fd;
-    uint64_t last_seq;          /* last frame written to it */
+    uint64_t last_wgen;         /* write number of the last chunk in it */
 };
 
 /* Bytes at the front of the write buffer already written, not yet synced. */
@@ -155,7 +178,7 @@ struct spool_chunk {
     int fd;
     uint64_t off;               /* file offset */
     size_t len;
-    uint64_t last_seq;
+    uint64_t wgen;              /* its write number, see spool.wgen */
 };
 
 /* Sequential reading of one file through a large buffer. */
@@ -172,6 +195,7 @@ struct spool_reader {
 struct spool_work {
     bool pending;
     uint64_t seq;               /* highest seq covered by the fds below */
+    uint64_t wgen;              /* highest write number covered */
     int fds[SPOOL_MAX_FILES];
     int nfds;
     bool dir;                   /* fsync the directory too */
@@ -199,8 +223,19 @@ struct spool {
     uint64_t disk_size;         /* bytes in all segment files */
 
     uint64_t next_seq;
-    uint64_t written_seq;       /* last frame handed to pwrite */
-    uint64_t synced_seq;        /* last frame covered by fdatasync */
+    uint64_t open_next_seq;     /* next_seq when the spool was opened */
+    uint64_t written_seq;       /* last event handed to pwrite */
+    uint64_t synced_seq;        /* last event covered by fdatasync */
+    /*
+     * Every pwrite of a run of frames gets the next write number.  Sync
+     * bookkeeping counts in these rather than in sequence numbers because
+     * a marker shares the number of the event before it: a marker written
+     * after a sync was requested must not count as covered by it.
+     */
+    uint64_t wgen;              /* last write number handed out */
+    uint64_t synced_wgen;       /* last one covered by fdatasync */
+    uint64_t posted_wgen;       /* wgen of the last sync request */
+    uint64_t retain_seq;        /* segments with markers above it stay */
     uint64_t durable_seq;
     uint64_t acked_seq;
     uint64_t ckpt_posted;       /* acked seq last handed to the thread */
@@ -222,7 +257,6 @@ struct spool {
     uint64_t cur_size;
     bool dir_dirty;
     bool flush_blocked;         /* the last flush left bytes unwritten */
-    uint64_t posted_seq;        /* written_seq of the last sync request */
     unsigned gen;               /* thread failures already dealt with */
 
     /* Shared with the helper thread, under mutex. */
@@ -237,6 +271,7 @@ struct spool {
     struct spool_work work;     /* the one running (fds read by the loop) */
     unsigned fail_gen;
     uint64_t done_seq;
+    uint64_t done_wgen;
     int done_err;
     uint64_t ckpt_done;
     int ckpt_err;
@@ -247,6 +282,7 @@ struct spool_cursor {
     struct spool_reader rd;
     uint64_t seg_first;         /* segment open in rd */
     uint64_t want;              /* next sequence number to return */
+    bool markers;               /* return markers instead of events */
 };
 
 static void
@@ -312,6 +348,29 @@ seg_parse_name(const char *name)
     return v;
 }
 
+/* Payload length of the frame whose header is at hdr. */
+static uint32_t
+frame_len(const uint8_t *hdr)
+{
+    return get_le32(hdr + 4) & ~SPOOL_MARKER_FLAG;
+}
+
+static bool
+frame_is_marker(const uint8_t *hdr)
+{
+    return (get_le32(hdr + 4) & SPOOL_MARKER_FLAG) != 0;
+}
+
+/*
+ * Whether a frame with this sequence number may follow one numbered last:
+ * an event needs a higher number, a marker repeats that of its event.
+ */
+static bool
+frame_seq_follows(bool marker, uint64_t seq, uint64_t last)
+{
+    return marker ? seq >= last : seq > last;
+}
+
 static uint32_t
 frame_crc(const uint8_t *hdr, const void *payload, size_t len)
 {
@@ -375,7 +434,7 @@ reader_offset(const struct spool_reader *rd)
  */
 static int
 reader_frame(struct spool_reader *rd, uint64_t *ret_seq, uint32_t *ret_len,
-             size_t *ret_avail)
+             bool *ret_marker, size_t *ret_avail)
 {
     const uint8_t *p;
     uint32_t len;
@@ -388,7 +447,7 @@ reader_frame(struct spool_reader *rd, uint64_t *ret_seq, uint32_t *ret_len,
     if ((size_t)n < SPOOL_HDR)
         return 0;
 
-    len = get_le32(rd->buf + rd->pos + 4);
+    len = frame_len(rd->buf + rd->pos);
     if (len > SPOOL_FRAME_MAX)
         return -EBADMSG;
     n = reader_fill(rd, SPOOL_HDR + len);
@@ -403,6 +462,7 @@ reader_frame(struct spool_reader *rd, uint64_t *ret_seq, uint32_t *ret_len,
         return -EBADMSG;
     *ret_seq = get_le64(p + 8);
     *ret_len = len;
+    *ret_marker = frame_is_marker(p);
     return *ret_seq == 0 ? -EBADMSG : 1;
 }
 
@@ -450,7 +510,7 @@ segs_find(const struct spool *s, uint64_t seq)
 
 static int
 spool_add_hole(struct spool *s, uint64_t seg_first, uint64_t start,
-               uint64_t end)
+               uint64_t end, uint64_t seq_before)
 {
     struct spool_hole *n;
 
@@ -460,6 +520,7 @@ spool_add_hole(struct spool *s, uint64_t seg_first, uint64_t start,
     s->holes = n;
     s->holes[s->nholes++] = (struct spool_hole) {
         .seg_first = seg_first, .start = start, .end = end,
+        .seq_before = seq_before,
     };
     return 0;
 }
@@ -568,6 +629,7 @@ recover_resync(struct spool_reader *rd, uint64_t off, uint64_t fsize,
         const uint8_t *p;
         uint64_t seq;
         uint32_t len;
+        bool marker;
         size_t avail;
         ssize_t n;
         int k;
@@ -579,15 +641,15 @@ recover_resync(struct spool_reader *rd, uint64_t off, uint64_t fsize,
         if ((size_t)n < SPOOL_HDR)
             break;
         p = rd->buf + rd->pos;
-        len = get_le32(p + 4);
+        len = frame_len(p);
         seq = get_le64(p + 8);
-        if (len > SPOOL_FRAME_MAX || seq <= after || seq - after > room)
+        if (len > SPOOL_FRAME_MAX || seq < after || seq - after > room)
             continue;
 
-        k = reader_frame(rd, &seq, &len, &avail);
+        k = reader_frame(rd, &seq, &len, &marker, &avail);
         if (k < 0 && k != -EBADMSG)
             return k;
-        if (k == 1 && seq > after) {
+        if (k == 1 && frame_seq_follows(marker, seq, after)) {
             *ret_off = off;
             return 1;
         }
@@ -621,12 +683,21 @@ recover_segment(struct spool *s, struct spool_reader *rd,
     for (;;) {
         uint64_t seq = 0, off = reader_offset(rd), next = 0;
         uint32_t len = 0;
+        bool marker = false;
         size_t avail;
 
-        r = reader_frame(rd, &seq, &len, &avail);
+        r = reader_frame(rd, &seq, &len, &marker, &avail);
         if (r < 0 && r != -EBADMSG)
             goto out;
-        if (r == 1 && seq > last) {
+        if (r == 1 && frame_seq_follows(marker, seq, last)) {
+            struct spool_hole *h = s->nholes ? &s->holes[s->nholes - 1]
+                                             : NULL;
+
+            /* The first event after a hole bounds what it swallowed. */
+            if (!marker && h && h->seg_first == seg->first_seq &&
+                h->seq_after == 0)
+                h->seq_after = seq;
+            seg->has_marker |= marker;
             last = seq;
             rd->pos += SPOOL_HDR + len;
             good_end = reader_offset(rd);
@@ -642,7 +713,8 @@ recover_segment(struct spool *s, struct spool_reader *rd,
             break;
         log_debug("spool: '%s' damaged at bytes %llu-%llu, skipping them",
                   name, (unsigned long long)off, (unsigned long long)next);
-        r = spool_add_hole(s, seg->first_seq, off, next);
+        r = spool_add_hole(s, seg->first_seq, off, next,
+                           last >= seg->first_seq ? last : 0);
         if (r < 0)
             goto out;
         reader_seek(rd, next);
@@ -661,6 +733,7 @@ recover_segment(struct spool *s, struct spool_reader *rd,
     if (good_end > 0 && fdatasync(rd->fd) < 0)
         r = -errno;
     seg->last_seq = good_end > 0 ? last : 0;
+    seg->has_marker &= good_end > 0;
     seg->size = good_end;
 out:
     (void)close(rd->fd);
@@ -752,7 +825,10 @@ spool_recover(struct spool *s)
         s->disk_size += s->segs[i].size;
     }
     for (size_t i = 0; i < s->nsegs;) {
-        if (s->segs[i].last_seq != 0 && s->segs[i].last_seq > s->acked_seq) {
+        const struct spool_seg *g = &s->segs[i];
+
+        /* Markers may be needed before anyone can call spool_retain(). */
+        if (g->last_seq != 0 && (g->last_seq > s->acked_seq || g->has_marker)) {
             i++;
             continue;
         }
@@ -856,6 +932,7 @@ spool_thread(void *arg)
             s->done_err = err;
         } else if (s->work.gen == s->fail_gen) {
             s->done_seq = max_u64(s->done_seq, s->work.seq);
+            s->done_wgen = max_u64(s->done_wgen, s->work.wgen);
         }
         if (s->work.ckpt && ckpt_err < 0)
             s->ckpt_err = ckpt_err;
@@ -944,6 +1021,7 @@ spool_open(const struct spool_options *o, struct spool **ret)
     if (r < 0)
         goto out;
     s->written_seq = s->synced_seq = s->durable_seq = s->next_seq - 1;
+    s->open_next_seq = s->next_seq;
     s->done_seq = s->synced_seq;
     r = spool_start(s);
     if (r < 0)
@@ -1006,7 +1084,25 @@ spool_rotate(struct spool *s, uint64_t first_seq)
 static uint32_t
 wbuf_frame_size(const struct spool *s, size_t off)
 {
-    return SPOOL_HDR + get_le32(s->wbuf + off + 4);
+    return SPOOL_HDR + frame_len(s->wbuf + off);
+}
+
+/*
+ * Whether the buffered frame at off has to go into a new segment.  A
+ * marker never starts one (it may push a segment past segment_size): a
+ * segment it started would have to be named like the segment of the next
+ * event.  spool_append_marker() sees to it that an event of this process
+ * comes first, so a marker always finds its segment open.
+ */
+static bool
+wbuf_needs_segment(const struct spool *s, size_t off, size_t run)
+{
+    if (s->cur_fd < 0)
+        return true;
+    if (frame_is_marker(s->wbuf + off))
+        return false;
+    return s->cur_size + run > 0 &&
+           s->cur_size + run + wbuf_frame_size(s, off) > s->segment_size;
 }
 
 /*
@@ -1019,13 +1115,14 @@ static int
 spool_write_chunk(struct spool *s)
 {
     size_t start = s->w_off, end = s->w_off;
+    bool marker = false;
     uint64_t last = 0;
     int r;
 
     if (s->sync == SPOOL_SYNC_ALWAYS && s->nchunks == SPOOL_MAX_CHUNKS)
         return 0;
-    if (s->cur_fd < 0 || (s->cur_size > 0 &&
-            s->cur_size + wbuf_frame_size(s, start) > s->segment_size)) {
+    if (wbuf_needs_segment(s, start, 0)) {
+        assert(!frame_is_marker(s->wbuf + start));
         r = spool_rotate(s, get_le64(s->wbuf + start + 8));
         if (r <= 0)
             return r;
@@ -1033,9 +1130,10 @@ spool_write_chunk(struct spool *s)
     while (end < s->used) {
         uint32_t fs = wbuf_frame_size(s, end);
 
-        if (end > start && s->cur_size + (end - start) + fs > s->segment_size)
+        if (end > start && wbuf_needs_segment(s, end, end - start))
             break;
         last = get_le64(s->wbuf + end + 8);
+        marker |= frame_is_marker(s->wbuf + end);
         end += fs;
     }
 
@@ -1045,16 +1143,18 @@ spool_write_chunk(struct spool *s)
         (void)!ftruncate(s->cur_fd, (off_t)s->cur_size);
         return r;
     }
+    s->wgen++;
     if (s->sync == SPOOL_SYNC_ALWAYS)
         s->chunks[s->nchunks++] = (struct spool_chunk) {
             .fd = s->cur_fd, .off = s->cur_size, .len = end - start,
-            .last_seq = last,
+            .wgen = s->wgen,
         };
     s->cur_size += end - start;
     s->disk_size += end - start;
     s->segs[s->nsegs - 1].last_seq = last;
     s->segs[s->nsegs - 1].size = s->cur_size;
-    s->wfiles[s->nwfiles - 1].last_seq = last;
+    s->segs[s->nsegs - 1].has_marker |= marker;
+    s->wfiles[s->nwfiles - 1].last_wgen = s->wgen;
     s->w_off = end;
     s->written_seq = last;
     return 1;
@@ -1116,6 +1216,7 @@ spool_post_sync(struct spool *s)
 {
     (void)pthread_mutex_lock(&s->mutex);
     s->req.seq = s->written_seq;
+    s->req.wgen = s->wgen;
     s->req.gen = s->gen;
     s->req.nfds = 0;
     for (int i = 0; i < s->nwfiles; i++)
@@ -1125,7 +1226,7 @@ spool_post_sync(struct spool *s)
     (void)pthread_cond_signal(&s->work_cond);
     (void)pthread_mutex_unlock(&s->mutex);
     s->dir_dirty = false;
-    s->posted_seq = s->written_seq;
+    s->posted_wgen = s->wgen;
 }
 
 /*
@@ -1189,7 +1290,7 @@ spool_close_synced(struct spool *s)
     while (i < s->nwfiles - 1) {
         struct spool_wfile *f = &s->wfiles[i];
 
-        if (f->last_seq > s->synced_seq || work_has_fd(&s->work, f->fd)) {
+        if (f->last_wgen > s->synced_wgen || work_has_fd(&s->work, f->fd)) {
             i++;
             continue;
         }
@@ -1201,18 +1302,19 @@ spool_close_synced(struct spool *s)
     (void)pthread_mutex_unlock(&s->mutex);
 }
 
-/* Everything up to seq is on stable storage. */
+/* Every write up to wgen, and so every event up to seq, is on disk. */
 static void
-spool_synced(struct spool *s, uint64_t seq)
+spool_synced(struct spool *s, uint64_t seq, uint64_t wgen)
 {
     size_t drop = 0;
     int n = 0;
 
-    s->synced_seq = seq;
+    s->synced_seq = max_u64(s->synced_seq, seq);
+    s->synced_wgen = wgen;
     if (s->sync == SPOOL_SYNC_ALWAYS)
         s->durable_seq = max_u64(s->durable_seq, seq);
 
-    while (n < s->nchunks && s->chunks[n].last_seq <= seq)
+    while (n < s->nchunks && s->chunks[n].wgen <= wgen)
         drop += s->chunks[n++].len;
     if (n > 0) {
         memmove(s->chunks, s->chunks + n,
@@ -1236,6 +1338,8 @@ spool_delete_acked(struct spool *s)
 
         if (g->last_seq == 0 || g->last_seq > s->ckpt_disk)
             break;
+        if (g->has_marker && g->last_seq > s->retain_seq)
+            break;
         /* The segment being written stays, even when fully acked. */
         if (s->cur_fd >= 0 && s->nsegs == 1)
             break;
@@ -1250,11 +1354,12 @@ spool_delete_acked(struct spool *s)
 static int
 spool_absorb(struct spool *s)
 {
-    uint64_t done, ckpt;
+    uint64_t done, done_wgen, ckpt;
     int err, ckpt_err, r = 0;
 
     (void)pthread_mutex_lock(&s->mutex);
     done = s->done_seq;
+    done_wgen = s->done_wgen;
     ckpt = s->ckpt_done;
     err = s->done_err;
     ckpt_err = s->ckpt_err;
@@ -1262,12 +1367,12 @@ spool_absorb(struct spool *s)
     s->gen = s->fail_gen;
     (void)pthread_mutex_unlock(&s->mutex);
 
-    if (done > s->synced_seq)
-        spool_synced(s, done);
+    if (done_wgen > s->synced_wgen)
+        spool_synced(s, done, done_wgen);
     if (err < 0) {
         s->rewrite = s->nchunks > 0;
         s->dir_dirty = true;
-        s->posted_seq = s->synced_seq;
+        s->posted_wgen = s->synced_wgen;
     }
     if (ckpt_err < 0)
         s->ckpt_posted = s->ckpt_disk;
@@ -1293,7 +1398,7 @@ spool_request_interval(struct spool *s)
     int64_t now = now_ns();
     uint64_t one = 1;
 
-    if ((s->written_seq > s->posted_seq || s->dir_dirty) &&
+    if ((s->wgen > s->posted_wgen || s->dir_dirty) &&
         now - s->sync_time >= s->interval_ns) {
         s->sync_time = now;
         spool_post_sync(s);
@@ -1316,7 +1421,7 @@ spool_sync_request(struct spool *s)
     spool_maybe_checkpoint(s);
     if (s->sync == SPOOL_SYNC_INTERVAL)
         return spool_request_interval(s);
-    if (s->written_seq > s->posted_seq || s->dir_dirty)
+    if (s->wgen > s->posted_wgen || s->dir_dirty)
         spool_post_sync(s);
     return 0;
 }
@@ -1381,8 +1486,8 @@ spool_sync_now(struct spool *s)
             s->dir_dirty = true;
             return r;
         }
-        s->posted_seq = s->written_seq;
-        spool_synced(s, s->written_seq);
+        s->posted_wgen = s->wgen;
+        spool_synced(s, s->written_seq, s->wgen);
     } while (s->w_off < s->used);
 
     if (s->acked_seq > s->ckpt_disk) {
@@ -1418,31 +1523,89 @@ spool_is_full(const struct spool *s)
     return s->max_size > 0 && spool_size(s) + SPOOL_HDR > s->max_size;
 }
 
+static void
+spool_put_frame(struct spool *s, uint32_t flags, uint64_t seq,
+                const void *data, size_t len)
+{
+    uint8_t *p = s->wbuf + s->used;
+
+    put_le32(p + 4, (uint32_t)len | flags);
+    put_le64(p + 8, seq);
+    if (len > 0)
+        memcpy(p + SPOOL_HDR, data, len);
+    put_le32(p, frame_crc(p, p + SPOOL_HDR, len));
+    s->used += SPOOL_HDR + len;
+}
+
 int
 spool_append(struct spool *s, const void *data, size_t len,
              uint64_t *ret_seq)
 {
     size_t fs = SPOOL_HDR + len;
-    uint8_t *p;
 
     if (len > SPOOL_FRAME_MAX)
         return -EMSGSIZE;
     if (s->max_size > 0 && spool_size(s) + fs > s->max_size)
         return -ENOSPC;
-    if (SPOOL_WBUF_SIZE - s->used < fs)
+    if (s->used + fs > SPOOL_WBUF_SIZE - SPOOL_MARKER_RESERVE)
         return -EAGAIN;
 
-    p = s->wbuf + s->used;
-    put_le32(p + 4, (uint32_t)len);
-    put_le64(p + 8, s->next_seq);
-    if (len > 0)
-        memcpy(p + SPOOL_HDR, data, len);
-    put_le32(p, frame_crc(p, p + SPOOL_HDR, len));
-    s->used += fs;
+    spool_put_frame(s, 0, s->next_seq, data, len);
     if (ret_seq)
         *ret_seq = s->next_seq;
     s->next_seq++;
     return 0;
+}
+
+/*
+ * Markers are not held to max_size: they are small, and refusing one
+ * would leave the events before it without the note that covers them.
+ */
+int
+spool_append_marker(struct spool *s, const void *data, size_t len)
+{
+    if (len > SPOOL_MARKER_MAX)
+        return -EMSGSIZE;
+    /* See wbuf_needs_segment(). */
+    if (s->next_seq == s->open_next_seq)
+        return -EAGAIN;
+    if (SPOOL_WBUF_SIZE - s->used < SPOOL_HDR + len)
+        return -EAGAIN;
+
+    spool_put_frame(s, SPOOL_MARKER_FLAG, s->next_seq - 1, data, len);
+    return 0;
+}
+
+int
+spool_retain(struct spool *s, uint64_t seq)
+{
+    s->retain_seq = seq;
+    return spool_delete_acked(s);
+}
+
+size_t
+spool_damage_count(const struct spool *s)
+{
+    return s->nholes;
+}
+
+void
+spool_damage_get(const struct spool *s, size_t i, struct spool_damage *ret)
+{
+    const struct spool_hole *h = &s->holes[i];
+
+    seg_name(ret->segment, sizeof(ret->segment), h->seg_first);
+    ret->start = h->start;
+    ret->end = h->end;
+    ret->seq_before = h->seq_before;
+    ret->seq_after = h->seq_after;
+}
+
+int
+spool_checkpoint(struct spool *s)
+{
+    spool_maybe_checkpoint(s);
+    return s->acked_seq > s->ckpt_posted ? 1 : 0;
 }
 
 int
@@ -1566,6 +1729,7 @@ spool_cursor_next(struct spool_cursor *c, uint64_t *ret_seq,
         const uint8_t *p;
         uint64_t seq = 0;
         uint32_t len = 0;
+        bool marker = false;
         size_t avail, i;
 
         if (c->want > s->durable_seq || s->nsegs == 0)
@@ -1576,7 +1740,7 @@ spool_cursor_next(struct spool_cursor *c, uint64_t *ret_seq,
                 return r;
         }
 
-        r = reader_frame(&c->rd, &seq, &len, &avail);
+        r = reader_frame(&c->rd, &seq, &len, &marker, &avail);
         if (r < 0 && r != -EBADMSG)
             return r;
         if (r == 1) {
@@ -1584,9 +1748,11 @@ spool_cursor_next(struct spool_cursor *c, uint64_t *ret_seq,
                 return 0;
             p = c->rd.buf + c->rd.pos;
             c->rd.pos += SPOOL_HDR + len;
-            if (seq < c->want)
+            if (seq < c->want || marker != c->markers)
                 continue;
-            c->want = seq + 1;
+            /* Markers may share a number; events never do. */
+            if (!marker)
+                c->want = seq + 1;
             *ret_seq = seq;
             *ret_data = p + SPOOL_HDR;
             *ret_len = len;
@@ -1607,6 +1773,32 @@ spool_cursor_next(struct spool_cursor *c, uint64_t *ret_seq,
         if (r < 0)
             return r;
     }
+}
+
+int
+spool_markers(struct spool *s, uint64_t after_seq, spool_marker_fn fn,
+              void *userdata)
+{
+    struct spool_cursor *c = NULL;
+    const void *data;
+    uint64_t seq;
+    size_t len;
+    int r;
+
+    r = spool_cursor_new(s, after_seq + 1, &c);
+    if (r < 0)
+        return r;
+    c->markers = true;
+    for (;;) {
+        r = spool_cursor_next(c, &seq, &data, &len);
+        if (r <= 0)
+            break;
+        r = fn(userdata, seq, data, len);
+        if (r < 0)
+            break;
+    }
+    spool_cursor_free(c);
+    return r;
 }
 
 static void

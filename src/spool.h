@@ -40,6 +40,7 @@ struct spool_options {
 };
 
 #define SPOOL_FRAME_MAX (1024u * 1024u)     /* largest payload, bytes */
+#define SPOOL_MARKER_MAX (64u * 1024u)      /* largest marker payload */
 
 /* Takes an exclusive lock on the directory and recovers it. */
 int spool_open(const struct spool_options *o, struct spool **ret);
@@ -59,6 +60,39 @@ uint64_t spool_next_seq(const struct spool *s);
  */
 int spool_append(struct spool *s, const void *data, size_t len,
                  uint64_t *ret_seq);
+
+/*
+ * Appends a marker: a frame that is no event but the caller's note about
+ * the events appended before it (the file inputs' read positions), made
+ * durable by the same sync as they are.  It carries the sequence number
+ * of the last event appended (spool_next_seq() - 1) and takes none of its
+ * own; cursors skip it.  Not held to max_size.  -EMSGSIZE when len >
+ * SPOOL_MARKER_MAX; -EAGAIN until an event has been appended since
+ * spool_open() (a marker always follows an event of this process, and
+ * one that only repeats what the spool already holds is not needed), or
+ * when the write buffer must be flushed first (a room at its end is kept
+ * for markers, so that is rare).
+ */
+int spool_append_marker(struct spool *s, const void *data, size_t len);
+
+/*
+ * Calls fn, in spool order, for every marker still on disk whose sequence
+ * number is above after_seq.  Meant for start-up, before anything is
+ * appended.  Stops at the first negative return of fn and returns it.
+ */
+typedef int (*spool_marker_fn)(void *userdata, uint64_t seq,
+                               const void *data, size_t len);
+int spool_markers(struct spool *s, uint64_t after_seq, spool_marker_fn fn,
+                  void *userdata);
+
+/*
+ * The caller still needs the markers above seq: a segment that holds a
+ * marker is not deleted, even when acknowledged, until its last frame is
+ * at or below seq.  Until the first call, every segment with a marker is
+ * kept.  A caller that writes no markers passes UINT64_MAX.  Returns an
+ * error from deleting segments that became free.
+ */
+int spool_retain(struct spool *s, uint64_t seq);
 
 /*
  * Writes the buffer to the segment and asks the helper thread for an
@@ -109,12 +143,37 @@ int spool_ack(struct spool *s, uint64_t seq);
 uint64_t spool_acked_seq(const struct spool *s);
 
 /*
+ * Starts the checkpoint write for the acknowledgements so far when the
+ * last one is old enough.  Returns 1 while an acknowledgement still waits
+ * for its checkpoint: the caller calls again later, since segments are
+ * only deleted behind a checkpoint and a quiet sink brings no new acks.
+ */
+int spool_checkpoint(struct spool *s);
+
+/*
  * Highest sequence number that may have reached the sink before the last
  * stop.  Frames in (acked, sent] that are sent again after a restart are
  * possible duplicates.  spool_mark_sent() is called before each send.
  */
 int spool_mark_sent(struct spool *s, uint64_t seq);
 uint64_t spool_sent_seq_at_open(const struct spool *s);
+
+/*
+ * Damage that recovery skipped over: a byte range of a segment whose
+ * frames are lost.  seq_before and seq_after are the good frames around
+ * it (0 when there is none in that segment), so the lost events lie
+ * between them.  The caller reports it; the spool only remembers.
+ */
+struct spool_damage {
+    char segment[32];           /* file name in the spool directory */
+    uint64_t start, end;        /* byte offsets, end exclusive */
+    uint64_t seq_before;
+    uint64_t seq_after;
+};
+
+size_t spool_damage_count(const struct spool *s);
+void spool_damage_get(const struct spool *s, size_t i,
+                      struct spool_damage *ret);
 
 /* Bytes on disk, for status and back-pressure. */
 uint64_t spool_size(const struct spool *s);

@@ -8,7 +8,8 @@
  *
  * Offsets file (STATE_DIR/offsets).  Text, one record per line:
  *
- *     aaas-tail-offsets 1
+ *     aaas-tail-offsets 2
+ *     seq SEQ
  *     INPUT DEV INO FPLEN FP OFFSET PATH
  *
  * INPUT is the input's name, DEV and INO the file's st_dev and st_ino in
@@ -19,12 +20,31 @@
  * matching.  INPUT and PATH escape every byte <= 0x20, >= 0x7f and '%' as
  * %XX.  Lines that do not parse are skipped with a warning: the worst
  * outcome of losing a record is that the file is read again from the
- * start, which duplicates events but loses none.
+ * start, which duplicates events but loses none.  SEQ is the spool
+ * sequence number the records are exact for: every line with a number up
+ * to SEQ is inside its file's OFFSET.  Version 1 files have no seq line
+ * and read as SEQ 0.
  *
  * The file is replaced atomically (write a temporary file, fsync, rename,
  * fsync the directory), at most once a second and on tail_save().  The
  * periodic write runs on a helper thread so the loop never waits for the
  * disk.
+ *
+ * Markers.  A second of lines between two saves would be read again after
+ * a crash, and spooled again under new numbers, so the positions also go
+ * into the spool, as marker frames written right behind the lines they
+ * cover and synced with them.  tail_marker() encodes, for every file that
+ * moved since the last marker, the end of the last line handed to
+ * line_fn:
+ *
+ *     aaas-tail-marker 1
+ *     INPUT DEV INO FPLEN FP OFFSET PATH
+ *
+ * with records as in the offsets file.  At start-up the caller loads the
+ * offsets file (tail_new), then hands every marker numbered above
+ * tail_saved_seq() to tail_apply_marker() in spool order; the last word
+ * on each file wins.  The caller keeps those markers until a saved
+ * offsets file covers them.
  *
  * Identity.  A file is known when input, device and inode agree with a
  * record and the SHA-256 of the file's first FPLEN bytes equals FP.  FPLEN
@@ -87,7 +107,9 @@
 /* Delay after a directory event before globbing, so a burst of creations
  * costs one rescan. */
 #define TAIL_RESCAN_SOON_USEC (20 * 1000ull)
-#define TAIL_OFFSETS_MAGIC  "aaas-tail-offsets 1"
+#define TAIL_OFFSETS_MAGIC  "aaas-tail-offsets 2"
+#define TAIL_OFFSETS_MAGIC_V1 "aaas-tail-offsets 1"
+#define TAIL_MARKER_MAGIC   "aaas-tail-marker 1\n"
 /* Timers here measure idle time and intervals a user configures in
  * milliseconds; the default 250 ms slack would swamp them. */
 #define TAIL_TIMER_ACCURACY (1000ull)
@@ -146,6 +168,9 @@ struct tail_file {
     bool read_failed;           /* warned once, retry on rescan */
 
     uint64_t durable_off;
+    uint64_t durable_mark_seq;  /* seq of the mark durable_off came from */
+    uint64_t handed_off;        /* end of the last line handed on */
+    bool marker_dirty;          /* handed_off moved since the last marker */
     struct tail_mark marks[TAIL_MARKS_MAX];
     size_t n_marks;
     uint64_t stride;            /* seqs between marks, see file_mark() */
@@ -179,6 +204,8 @@ struct tail_saver {
     char *pending;              /* newest snapshot not yet written */
     size_t pending_len;
     uint64_t pending_gen;
+    uint64_t pending_seq;       /* the seq that snapshot covers */
+    uint64_t saved_seq;         /* the seq the file on disk covers */
     bool stop;
     bool running;
     pthread_mutex_t write_lock; /* one writer of the file at a time */
@@ -302,12 +329,18 @@ file_mark(struct tail_file *f, uint64_t seq, uint64_t end)
     /* Lines from held_from on are not in the spool, whatever seq says. */
     if (end > f->held_from)
         end = f->held_from;
+    /* A marker may name only what the spool holds: held lines are not. */
+    if (end > f->handed_off) {
+        f->handed_off = end;
+        f->marker_dirty = true;
+    }
     if (end <= f->durable_off && !last)
         return;
     if (last && end < last->end)
         end = last->end;
     if (!last && seq <= f->tail->durable_seq) {
         /* Already durable: the callee synced inside line_fn. */
+        f->durable_mark_seq = seq;
         if (end != f->durable_off) {
             f->durable_off = end;
             tail_mark_dirty(f->tail);
@@ -342,6 +375,7 @@ file_advance(struct tail_file *f, uint64_t durable_seq)
         return false;
 
     f->durable_off = f->marks[k - 1].end;
+    f->durable_mark_seq = f->marks[k - 1].seq;
     memmove(f->marks, f->marks + k, (f->n_marks - k) * sizeof(f->marks[0]));
     f->n_marks -= k;
     /* The backlog shrank: record finer again. */
@@ -455,11 +489,13 @@ file_restart(struct tail_file *f, const char *why)
     /* Marks point into the old contents, which are gone either way. */
     f->n_marks = 0;
     f->stride = 1;
-    f->durable_off = 0;
+    f->durable_off = f->handed_off = 0;
     /* What a pipeline still holds of the old contents is not ours. */
     f->id = ++f->tail->next_id;
     f->held_from = TAIL_HOLD_NONE;
     f->taken_end = 0;
+    f->durable_mark_seq = f->tail->durable_seq;
+    f->marker_dirty = true;
     if (f->partial_timer)
         (void)sd_event_source_set_enabled(f->partial_timer, SD_EVENT_OFF);
     (void)tail_fingerprint(f->fd, TAIL_FP_MAX, f->fp, &f->fp_len);
@@ -941,7 +977,10 @@ file_new(struct tail *t, struct tail_input *in, const char *path, int fd,
     memcpy(f->fp, fp, sizeof(f->fp));
     f->fp_len = fp_len;
     f->read_off = f->buf_off = f->durable_off = f->taken_end =
-            file_start_offset(f, (uint64_t)st->st_size, &moved);
+            f->handed_off = file_start_offset(f, (uint64_t)st->st_size,
+                                              &moved);
+    f->durable_mark_seq = t->durable_seq;
+    f->marker_dirty = true;
     if (moved || rotated) {
         f->draining = true;
         in->n_draining++;
@@ -1352,10 +1391,29 @@ offsets_put(FILE *mf, const char *input, dev_t dev, ino_t ino,
     fputc('\n', mf);
 }
 
+/*
+ * The sequence number the current offsets are exact for.  A file with
+ * lines still waiting may have durable lines past its offset when marks
+ * were merged (see file_mark()), so it is exact only up to the mark its
+ * offset came from; a lower number only means more markers replayed.
+ */
+static uint64_t
+tail_covered_seq(const struct tail *t)
+{
+    uint64_t seq = t->durable_seq;
+
+    for (const struct tail_file *f = t->files; f; f = f->next)
+        if (f->n_marks > 0 && f->durable_mark_seq < seq)
+            seq = f->durable_mark_seq;
+    return seq;
+}
+
 /* The offsets file's text for the current state (see the top). */
 static int
-tail_serialize(struct tail *t, char **ret, size_t *ret_len)
+tail_serialize(struct tail *t, char **ret, size_t *ret_len,
+               uint64_t *ret_seq)
 {
+    uint64_t seq = tail_covered_seq(t);
     char *data = NULL;
     size_t len = 0;
     FILE *mf;
@@ -1363,7 +1421,7 @@ tail_serialize(struct tail *t, char **ret, size_t *ret_len)
     mf = open_memstream(&data, &len);
     if (!mf)
         return -errno;
-    fprintf(mf, "%s\n", TAIL_OFFSETS_MAGIC);
+    fprintf(mf, "%s\nseq %" PRIu64 "\n", TAIL_OFFSETS_MAGIC, seq);
     for (struct tail_file *f = t->files; f; f = f->next)
         offsets_put(mf, f->input->name, f->dev, f->ino, f->fp, f->fp_len,
                     f->durable_off, f->path);
@@ -1381,6 +1439,7 @@ tail_serialize(struct tail *t, char **ret, size_t *ret_len)
     }
     *ret = data;
     *ret_len = len;
+    *ret_seq = seq;
     return 0;
 }
 
@@ -1440,7 +1499,8 @@ out:
 
 /* Writes snapshot gen unless a newer one is already on disk. */
 static int
-tail_saver_write(struct tail *t, const char *data, size_t len, uint64_t gen)
+tail_saver_write(struct tail *t, const char *data, size_t len, uint64_t gen,
+                 uint64_t seq)
 {
     struct tail_saver *sv = &t->saver;
     int r = 0;
@@ -1448,8 +1508,12 @@ tail_saver_write(struct tail *t, const char *data, size_t len, uint64_t gen)
     pthread_mutex_lock(&sv->write_lock);
     if (gen > sv->written_gen) {
         r = offsets_write(t->state_dir, data, len);
-        if (r >= 0)
+        if (r >= 0) {
             sv->written_gen = gen;
+            pthread_mutex_lock(&sv->lock);
+            sv->saved_seq = seq;
+            pthread_mutex_unlock(&sv->lock);
+        }
     }
     pthread_mutex_unlock(&sv->write_lock);
     return r;
@@ -1465,7 +1529,7 @@ tail_saver_main(void *userdata)
 {
     struct tail *t = userdata;
     struct tail_saver *sv = &t->saver;
-    uint64_t gen;
+    uint64_t gen, seq;
     size_t len;
     char *data;
     int r;
@@ -1477,12 +1541,13 @@ tail_saver_main(void *userdata)
         data = sv->pending;
         len = sv->pending_len;
         gen = sv->pending_gen;
+        seq = sv->pending_seq;
         sv->pending = NULL;
         pthread_mutex_unlock(&sv->lock);
         if (!data)
             break;
 
-        r = tail_saver_write(t, data, len, gen);
+        r = tail_saver_write(t, data, len, gen, seq);
         if (r < 0)
             log_warning("tail: cannot write '%s/offsets': %s, trying again at the next change",
                         t->state_dir, strerror(-r));
@@ -1496,11 +1561,12 @@ tail_save_fired(sd_event_source *s, uint64_t usec, void *userdata)
 {
     struct tail *t = userdata;
     struct tail_saver *sv = &t->saver;
+    uint64_t seq = 0;
     size_t len = 0;
     char *data;
     int r;
 
-    r = tail_serialize(t, &data, &len);
+    r = tail_serialize(t, &data, &len, &seq);
     if (r < 0) {
         log_warning("tail: cannot build the offsets file: %s, trying again in 1s",
                     strerror(-r));
@@ -1509,7 +1575,7 @@ tail_save_fired(sd_event_source *s, uint64_t usec, void *userdata)
     }
     t->dirty = false;
     if (!sv->running) {
-        r = tail_saver_write(t, data, len, ++t->save_gen);
+        r = tail_saver_write(t, data, len, ++t->save_gen, seq);
         if (r < 0)
             log_warning("tail: cannot write '%s/offsets': %s, trying again at the next change",
                         t->state_dir, strerror(-r));
@@ -1522,6 +1588,7 @@ tail_save_fired(sd_event_source *s, uint64_t usec, void *userdata)
     sv->pending = data;
     sv->pending_len = len;
     sv->pending_gen = ++t->save_gen;
+    sv->pending_seq = seq;
     pthread_cond_signal(&sv->cond);
     pthread_mutex_unlock(&sv->lock);
     return 0;
@@ -1614,7 +1681,19 @@ tail_load(struct tail *t)
     }
 
     n = getline(&line, &size, fp);
-    if (n <= 0 || strcmp(line, TAIL_OFFSETS_MAGIC "\n") != 0) {
+    if (n > 0 && strcmp(line, TAIL_OFFSETS_MAGIC "\n") == 0) {
+        unsigned long long seq;
+
+        n = getline(&line, &size, fp);
+        lineno++;
+        if (n <= 0 || sscanf(line, "seq %llu", &seq) != 1) {
+            log_warning("tail: %s:%u: no seq line, ignoring the file, reading files from 0",
+                        path, lineno);
+            r = 0;
+            goto out;
+        }
+        t->saver.saved_seq = seq;
+    } else if (n <= 0 || strcmp(line, TAIL_OFFSETS_MAGIC_V1 "\n") != 0) {
         log_warning("tail: '%s' is not an offsets file, ignoring it, reading files from 0",
                     path);
         r = 0;
@@ -1871,12 +1950,12 @@ int
 tail_save(struct tail *t)
 {
     struct tail_saver *sv = &t->saver;
+    uint64_t gen, seq = 0;
     size_t len = 0;
-    uint64_t gen;
     char *data;
     int r;
 
-    r = tail_serialize(t, &data, &len);
+    r = tail_serialize(t, &data, &len, &seq);
     if (r < 0)
         return r;
     gen = ++t->save_gen;
@@ -1887,7 +1966,7 @@ tail_save(struct tail *t)
     sv->pending = NULL;
     pthread_mutex_unlock(&sv->lock);
 
-    r = tail_saver_write(t, data, len, gen);
+    r = tail_saver_write(t, data, len, gen, seq);
     free(data);
     if (r < 0)
         return r;
@@ -1900,4 +1979,189 @@ size_t
 tail_files(const struct tail *t)
 {
     return t->n_open;
+}
+
+/* A bounded text buffer: len keeps counting past cap, which tells. */
+struct tail_out {
+    char *p;
+    size_t cap;
+    size_t len;
+};
+
+static void
+out_put(struct tail_out *o, const char *s, size_t n)
+{
+    if (o->len + n <= o->cap)
+        memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void
+out_put_escaped(struct tail_out *o, const char *s)
+{
+    char hex[4];
+
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p > 0x20 && *p < 0x7f && *p != '%') {
+            out_put(o, (const char *)p, 1);
+            continue;
+        }
+        (void)snprintf(hex, sizeof(hex), "%%%02X", *p);
+        out_put(o, hex, 3);
+    }
+}
+
+/* One record in the offsets file's layout, for a marker. */
+static void
+out_put_record(struct tail_out *o, const struct tail_file *f)
+{
+    char num[128];
+    int n;
+
+    out_put_escaped(o, f->input->name);
+    n = snprintf(num, sizeof(num), " %ju %ju %zu ", (uintmax_t)f->dev,
+                 (uintmax_t)f->ino, f->fp_len);
+    out_put(o, num, (size_t)n);
+    for (size_t i = 0; i < TAIL_FP_HASH; i++) {
+        (void)snprintf(num, sizeof(num), "%02x", f->fp[i]);
+        out_put(o, num, 2);
+    }
+    n = snprintf(num, sizeof(num), " %" PRIu64 " ", f->handed_off);
+    out_put(o, num, (size_t)n);
+    out_put_escaped(o, f->path);
+    out_put(o, "\n", 1);
+}
+
+int
+tail_marker(struct tail *t, void *buf, size_t cap, size_t *ret_len)
+{
+    struct tail_out o = { .p = buf, .cap = cap };
+    size_t records = 0;
+
+    for (struct tail_file *f = t->files; f; f = f->next) {
+        size_t before = o.len;
+
+        if (!f->marker_dirty)
+            continue;
+        if (records == 0)
+            out_put(&o, TAIL_MARKER_MAGIC, strlen(TAIL_MARKER_MAGIC));
+        out_put_record(&o, f);
+        if (o.len > o.cap) {
+            /* The rest goes into the next marker. */
+            o.len = before;
+            if (records == 0)
+                return -ENOBUFS;
+            break;
+        }
+        f->marker_dirty = false;
+        records++;
+    }
+    *ret_len = records > 0 ? o.len : 0;
+    return 0;
+}
+
+void
+tail_marker_retry(struct tail *t)
+{
+    for (struct tail_file *f = t->files; f; f = f->next)
+        f->marker_dirty = true;
+}
+
+/* Moves a file nothing has been read from yet to a position. */
+static void
+file_reposition(struct tail_file *f, uint64_t off)
+{
+    struct stat st;
+
+    if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size < off) {
+        log_info("tail: '%s' is shorter than its position in the spool, reading it from 0",
+                 f->path);
+        off = 0;
+    }
+    log_debug("tail: '%s' resumes at %" PRIu64 " from the spool", f->path,
+              off);
+    f->buf_len = 0;
+    f->buf_off = f->read_off = f->durable_off = f->handed_off = off;
+    f->n_marks = 0;
+    f->skipping = false;
+    f->at_eof = false;
+    tail_mark_dirty(f->tail);
+}
+
+/* Takes s over: the newest word on its file. */
+static void
+tail_apply_record(struct tail *t, struct tail_saved *s)
+{
+    struct tail_saved **p, *old;
+    uint8_t fp[TAIL_FP_HASH];
+    size_t fp_len = 0;
+    int r;
+
+    for (struct tail_file *f = t->files; f; f = f->next) {
+        if (f->fd < 0 || f->dev != s->dev || f->ino != s->ino ||
+            strcmp(f->input->name, s->input) != 0)
+            continue;
+        /* Another file at that inode now: the position is not its. */
+        r = tail_fingerprint(f->fd, s->fp_len, fp, &fp_len);
+        if (r >= 0 && fp_len == s->fp_len &&
+            memcmp(fp, s->fp, TAIL_FP_HASH) == 0)
+            file_reposition(f, s->offset);
+        tail_saved_free(s);
+        return;
+    }
+
+    for (p = &t->saved; (old = *p); p = &old->next)
+        if (old->dev == s->dev && old->ino == s->ino &&
+            strcmp(old->input, s->input) == 0) {
+            *p = old->next;
+            tail_saved_free(old);
+            break;
+        }
+    s->next = t->saved;
+    t->saved = s;
+    tail_mark_dirty(t);
+}
+
+int
+tail_apply_marker(struct tail *t, const void *data, size_t len)
+{
+    size_t magic = strlen(TAIL_MARKER_MAGIC);
+    struct tail_saved *s;
+    char *text, *line, *next;
+    int r = 0;
+
+    if (len < magic || memcmp(data, TAIL_MARKER_MAGIC, magic) != 0 ||
+        memchr(data, '\0', len))
+        return -EBADMSG;
+    text = malloc(len + 1);
+    if (!text)
+        return -ENOMEM;
+    memcpy(text, data, len);
+    text[len] = '\0';
+
+    for (line = text + magic; *line; line = next) {
+        next = strchr(line, '\n');
+        if (!next) {
+            r = -EBADMSG;
+            break;
+        }
+        *next++ = '\0';
+        r = offsets_parse_line(line, &s);
+        if (r < 0)
+            break;
+        tail_apply_record(t, s);
+    }
+    free(text);
+    return r;
+}
+
+uint64_t
+tail_saved_seq(struct tail *t)
+{
+    uint64_t seq;
+
+    pthread_mutex_lock(&t->saver.lock);
+    seq = t->saver.saved_seq;
+    pthread_mutex_unlock(&t->saver.lock);
+    return seq;
 }

@@ -81,5 +81,31 @@ void tail_resume(struct tail *t);
 /* Writes the offsets file now (atomically); used at shutdown. */
 int tail_save(struct tail *t);
 
+/*
+ * Encodes into buf the read position of every file that moved since the
+ * last marker (see the top of tail.c), for the caller to append to the
+ * spool right behind the lines it covers.  *ret_len is 0 when nothing
+ * moved.  Files that do not fit stay for the next call, so call again
+ * until *ret_len is 0.  -ENOBUFS when not even one file fits in cap.
+ */
+int tail_marker(struct tail *t, void *buf, size_t cap, size_t *ret_len);
+
+/* A marker from tail_marker() was not stored: put every file in the next. */
+void tail_marker_retry(struct tail *t);
+
+/*
+ * Applies one marker at start-up, after tail_new() and before the loop
+ * runs (nothing may have been read yet).  Markers go in spool order, all
+ * those numbered above tail_saved_seq().  -EBADMSG for a marker that does
+ * not parse; the records before the bad one are applied.
+ */
+int tail_apply_marker(struct tail *t, const void *data, size_t len);
+
+/*
+ * The spool sequence number the offsets file on disk is exact for: the
+ * markers above it are still needed at the next start.
+ */
+uint64_t tail_saved_seq(struct tail *t);
+
 /* Number of files currently followed, for status. */
 size_t tail_files(const struct tail *t);

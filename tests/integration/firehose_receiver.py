@@ -19,10 +19,13 @@ import hashlib
 import hmac
 import http.client
 import http.server
+import io
 import json
 import os
+import random
 import re
 import socket
+import struct
 import ssl
 import sys
 import threading
@@ -66,6 +69,24 @@ CONTROL_KEYS = {
     "secret_access_key": str,
     "session_token": (str, type(None)),
     "verify": bool,
+    # Per-record refusals that can never succeed (InvalidArgumentException
+    # for that record alone): records holding this text, or longer than
+    # this many bytes.
+    "reject_containing": str,
+    "reject_records_over": int,
+    # Whole-call faults: this share of calls (0-100, from a seeded random
+    # sequence) is throttled; the next N connections are reset (RST) or
+    # held without an answer for stall_ms and closed without storing; the
+    # next N calls are stored and answered stall_ms late (a lost answer
+    # for a client with a shorter timeout), or stored and answered with a
+    # malformed 200 body.
+    "throttle_percent": int,
+    "throttle_seed": int,
+    "reset_connection_next": int,
+    "stall_next_calls": int,
+    "stall_ms": int,
+    "store_then_stall_next": int,
+    "malformed_next_calls": int,
 }
 
 
@@ -158,13 +179,27 @@ class ReceiverState:
             "secret_access_key": secret_key,
             "session_token": session_token,
             "verify": verify,
+            "reject_containing": "",
+            "reject_records_over": 0,
+            "throttle_percent": 0,
+            "throttle_seed": 1,
+            "reset_connection_next": 0,
+            "stall_next_calls": 0,
+            "stall_ms": 30000,
+            "store_then_stall_next": 0,
+            "malformed_next_calls": 0,
         }
+        self.rng = random.Random(1)
         self.record_counter = 0
         self.stats = {
             "calls": 0,
             "calls_ok": 0,
             "records_accepted": 0,
             "records_failed": 0,
+            "records_rejected": 0,
+            "throttled_calls": 0,
+            "reset": 0,
+            "stalled": 0,
             "refused": {},
             "dropped": 0,
             "stored_unanswered_calls": 0,
@@ -189,8 +224,12 @@ class ReceiverState:
                 raise ValueError("%s has the wrong type" % key)
         if "status" in changes and not 400 <= changes["status"] <= 599:
             raise ValueError("status must be an HTTP error status")
+        if changes.get("throttle_percent", 0) > 100:
+            raise ValueError("throttle_percent must be 0 to 100")
         with self.lock:
             self.settings.update(changes)
+            if "throttle_seed" in changes:
+                self.rng = random.Random(changes["throttle_seed"])
             self.unpaused.notify_all()
             return dict(self.settings)
 
@@ -206,6 +245,27 @@ class ReceiverState:
         with self.lock:
             r = self.stats["refused"]
             r[error_type] = r.get(error_type, 0) + 1
+
+    def throttle_now(self):
+        """True for throttle_percent of the calls, in a seeded order."""
+        with self.lock:
+            pct = self.settings["throttle_percent"]
+            if pct and self.rng.randrange(100) < pct:
+                self.stats["throttled_calls"] += 1
+                return True
+            return False
+
+    def reject_reason(self, data):
+        """Why a record is refused for good, or None."""
+        with self.lock:
+            text = self.settings["reject_containing"]
+            over = self.settings["reject_records_over"]
+        if text and text.encode("utf-8") in data:
+            return "Record contains a value the destination refuses"
+        if over and len(data) > over:
+            return ("Record size %d exceeds the destination's limit of %d"
+                    % (len(data), over))
+        return None
 
     def take(self, key):
         """Consume one unit of a "next N calls" fault; True if it fires."""
@@ -435,15 +495,23 @@ class ReceiverState:
                 failed.append(nth > 0 and self.record_counter % nth == 0)
         responses = []
         kept = []
+        n_rejected = 0
         for data, bad in zip(records, failed):
-            if bad:
+            why = self.reject_reason(data)
+            if why is not None:
+                n_rejected += 1
+                responses.append({"ErrorCode": "InvalidArgumentException",
+                                  "ErrorMessage": why})
+            elif bad:
                 responses.append({"ErrorCode": "ServiceUnavailableException",
                                   "ErrorMessage": "Slow down."})
             else:
                 responses.append({"RecordId": self._record_id()})
                 kept.append(data)
+        with self.lock:
+            self.stats["records_rejected"] += n_rejected
         return name, kept, {
-            "FailedPutCount": sum(failed),
+            "FailedPutCount": len(records) - len(kept),
             "Encrypted": False,
             "RequestResponses": responses,
         }, len(records) - len(kept)
@@ -579,6 +647,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise _DropConnection()
         return body
 
+    def _reset(self):
+        """Close with RST: SO_LINGER with a zero timeout."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            # The socket only closes once no file made from it is open.
+            self.rfile.close()
+            self.wfile.close()
+            self.connection.close()
+        except OSError:
+            pass
+        # The base class flushes wfile after each request.
+        self.wfile = io.BytesIO()
+        self._was_reset = True
+
+    def finish(self):
+        # The socket is gone after a reset: nothing is left to flush.
+        if getattr(self, "_was_reset", False):
+            return
+        super().finish()
+
     def _drop(self):
         self.close_connection = True
         try:
@@ -631,6 +721,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with state.lock:
             state.stats["calls"] += 1
         state.wait_unpaused()
+        if state.take("reset_connection_next"):
+            with state.lock:
+                state.stats["reset"] += 1
+            self._reset()
+            return
+        if state.take("stall_next_calls"):
+            with state.lock:
+                state.stats["stalled"] += 1
+                stall = state.settings["stall_ms"]
+            time.sleep(stall / 1000.0)
+            self._drop()
+            return
         if state.take("drop_connection_next"):
             with state.lock:
                 state.stats["dropped"] += 1
@@ -662,6 +764,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     etype = state.settings["type"]
                     msg = state.settings["message"] or "Injected failure."
                 raise ServiceError(status, etype, msg)
+            if state.throttle_now():
+                raise ServiceError(400, "ServiceUnavailableException",
+                                   "Slow down.")
             try:
                 req = json.loads(body)
             except ValueError as e:
@@ -679,12 +784,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             with state.lock:
                 state.stats["records_accepted"] += len(kept)
                 state.stats["records_failed"] += n_failed
-            if state.take("store_then_drop_next"):
+            late = state.take("store_then_stall_next")
+            garble = not late and state.take("malformed_next_calls")
+            if late or garble or state.take("store_then_drop_next"):
                 with state.lock:
                     state.stats["stored_unanswered_calls"] += 1
                     state.stats["records_stored_unanswered"] += len(kept)
                     state.stats["newlines_stored_unanswered"] += sum(
                         r.count(b"\n") for r in kept)
+                    stall = state.settings["stall_ms"]
+                if garble:
+                    # Cut off mid-answer: the client cannot tell what
+                    # became of each record.
+                    text = json.dumps(answer).encode()
+                    self._send(200, text[:len(text) // 2])
+                    return
+                if late:
+                    time.sleep(stall / 1000.0)
+                    try:
+                        self._send_json(200, answer)
+                    except OSError:
+                        pass
+                    return
                 self._drop()
                 return
             with state.lock:

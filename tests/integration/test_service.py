@@ -86,7 +86,8 @@ def test_notify_sequence(build, setup, receiver, make_daemon):
     ready = notices_after(n, 0, "READY=1")
     status = notices_after(n, ready, "STATUS=")
     assert 0 <= ready < status, n
-    assert re.match(r"^STATUS=accepted \d+, delivered \d+, rejected \d+, "
+    assert re.match(r"^STATUS=accepted \d+, delivered \d+, rejected \d+ "
+                    r"\(\d+ kept locally\), refused by the service \d+, "
                     r"backlog \d+", n[status]), n[status]
     assert notices_after(n, ready, "WATCHDOG=1") > ready, n
 
@@ -104,7 +105,8 @@ def test_notify_sequence(build, setup, receiver, make_daemon):
     # The status sent once the reload is done counts what was delivered.
     after = [x for x in n[ready2:] if x.startswith("STATUS=accepted")]
     assert after and after[0].startswith(
-        "STATUS=accepted 3, delivered 3, rejected 1, backlog 0"), n[ready2:]
+        "STATUS=accepted 3, delivered 3, rejected 1 (0 kept locally), "
+        "refused by the service 0, backlog 0"), n[ready2:]
 
     stopping = notices_after(n, ready2, "STOPPING=1")
     assert stopping > ready2, n

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "parse_json.h"
+#include "validate.h"
 
 struct scratch {
     char dir[64];
@@ -243,6 +245,9 @@ test_defaults(void **state)
     assert_string_equal(c->control_path, "/run/aaas/control.sock");
     assert_int_equal(c->control_mode, 0660);
     assert_null(c->control_group);
+    assert_int_equal(c->seal_every, 1000);
+    assert_int_equal(c->seal_interval_ms, 1000);
+    assert_int_equal(c->epoch_sec, 0);
     free(log);
     config_free(c);
 }
@@ -309,6 +314,9 @@ test_every_option(void **state)
         "}\n"
         "signing {\n"
         "    key = \"/etc/aaas/k\"\n"
+        "    seal_every = 50\n"
+        "    seal_interval = 250\n"
+        "    epoch = 3600\n"
         "}\n"
         "control {\n"
         "    enabled = false\n"
@@ -374,6 +382,9 @@ test_every_option(void **state)
     assert_int_equal(c->firehose_max_records_per_second, 1000);
     assert_int_equal(c->firehose_max_bytes_per_second, 1024 * 1024);
     assert_string_equal(c->signing_key, "/etc/aaas/k");
+    assert_int_equal(c->seal_every, 50);
+    assert_int_equal(c->seal_interval_ms, 250);
+    assert_int_equal(c->epoch_sec, 3600);
     free(log);
     config_free(c);
 }
@@ -507,6 +518,12 @@ static const struct bad_case bad_cases[] = {
       "spool.dir: 'spool' is not an absolute path" },
     { "signing {\n  key = \"signing.key\"\n}\n", 2,
       "signing.key: 'signing.key' is not an absolute path" },
+    { "signing {\n  seal_every = 0\n}\n", 2,
+      "signing.seal_every: 0 is out of range (1 to 1000000)" },
+    { "signing {\n\n  seal_interval = \"soon\"\n}\n", 3,
+      "signing.seal_interval: 'soon' is not a whole number" },
+    { "signing {\n  epoch = 99999999\n}\n", 2,
+      "signing.epoch: 99999999 is out of range (0 to 31622400)" },
     { "input \"a\" {\n  path = \"\"\n}\n", 2,
       "input 'a' path: must not be empty" },
     { "input \"a\" {\n  path = \"*.log\"\n}\n", 2,
@@ -557,6 +574,31 @@ static const struct bad_case bad_cases[] = {
       "firehose.pack: 'maybe' is not a boolean (use true or false)" },
     { "spool {\n  dir = \"/a\"\n}\n\nspool {\n  dir = \"/b\"\n}\n", 5,
       "spool: section given twice, first at line 1" },
+    /* Validation rules and reject files. */
+    { "validate {\n  required = { \"a\", \"b..c\" }\n}\n", 2,
+      "validate.required: empty member name in path 'b..c'" },
+    { "validate {\n  types = { \"n: text\" }\n}\n", 2,
+      "validate.types: unknown type 'text' (use string, number, integer, "
+      "boolean, object, array or null)" },
+    { "validate {\n  types = { \"n\" }\n}\n", 2,
+      "validate.types: 'n' is not PATH: TYPE" },
+    { "validate {\n  max_depth = 65\n}\n", 2,
+      "validate.max_depth: 65 is out of range (1 to 64)" },
+    { "validate {\n  max_bytes = 0\n}\n", 2,
+      "validate.max_bytes: must be larger than 0" },
+    { "socket {\n  validate {\n    max_bytes = \"2M\"\n  }\n}\n", 3,
+      "validate.max_bytes: '2M' is more than the limit of 1M" },
+    { "input \"a\" {\n  path = \"/l\"\n  validate {\n"
+      "    types = { \"x:string|\" }\n  }\n}\n", 4,
+      "validate.types: missing type name in 'string|'" },
+    { "reject_file = \"rejects.jsonl\"\n", 1,
+      "reject_file: 'rejects.jsonl' is not an absolute path" },
+    { "input \"a\" {\n  path = \"/l\"\n  reject_file = \"\"\n}\n", 3,
+      "input 'a' reject_file: must not be empty" },
+    { "socket {\n  reject_file = \"r\"\n}\n", 2,
+      "socket.reject_file: 'r' is not an absolute path" },
+    { "validate {\n  max_depth = 3\n}\nvalidate {\n  max_depth = 4\n}\n", 4,
+      "validate: section given twice, first at line 1" },
 };
 
 static void
@@ -614,13 +656,96 @@ test_missing_required(void **state)
 
     path = scratch_write(s, "aaas.conf", "state_dir = \"/var/lib/aaas\"\n");
     assert_int_equal(load_logged(s, path, &c, &log), -EINVAL);
-    assert_logged(log, path, 0, "missing required section 'firehose'");
+    assert_logged(log, path, 0, "missing a sink: give a 'firehose' or a "
+                  "'kinesis' section");
     assert_int_equal(count_lines(log), 1);
     free(log);
 
     path = scratch_write(s, "aaas.conf", "");
     assert_int_equal(load_logged(s, path, &c, &log), -EINVAL);
-    assert_logged(log, path, 0, "missing required section 'firehose'");
+    assert_logged(log, path, 0, "missing a sink: give a 'firehose' or a "
+                  "'kinesis' section");
+    free(log);
+    assert_null(c);
+}
+
+static void
+test_kinesis_sink(void **state)
+{
+    struct scratch *s = *state;
+    struct config *c = NULL;
+    const char *path;
+    char *log;
+
+    path = scratch_write(s, "aaas.conf",
+        "kinesis {\n"
+        "    stream = \"audit.stream-with_a_name_longer_than_sixty_four_"
+        "characters_which_kinesis_allows_x\"\n"
+        "    region = \"eu-west-1\"\n"
+        "    endpoint = \"http://127.0.0.1:4567\"\n"
+        "    partition_key = \"host/{agent}/{seq}\"\n"
+        "    max_in_flight = 2\n"
+        "    pack = true\n"
+        "}\n");
+    assert_int_equal(load_logged(s, path, &c, &log), 0);
+    assert_string_equal(log, "");
+    assert_true(c->kinesis);
+    assert_string_equal(c->firehose_stream, "audit.stream-with_a_name_longer_"
+                        "than_sixty_four_characters_which_kinesis_allows_x");
+    assert_string_equal(c->firehose_region, "eu-west-1");
+    assert_string_equal(c->firehose_endpoint, "http://127.0.0.1:4567");
+    assert_string_equal(c->kinesis_partition_key, "host/{agent}/{seq}");
+    assert_int_equal(c->firehose_max_in_flight, 2);
+    assert_true(c->firehose_pack);
+    free(log);
+    config_free(c);
+
+    /* The default key; firehose configs are not kinesis ones. */
+    path = scratch_write(s, "aaas.conf",
+                         "kinesis { stream = \"k\" region = \"us-east-1\" }\n");
+    assert_int_equal(load_logged(s, path, &c, &log), 0);
+    assert_string_equal(c->kinesis_partition_key, "{agent}");
+    free(log);
+    config_free(c);
+    path = scratch_write(s, "aaas.conf", firehose_ok);
+    assert_int_equal(load_logged(s, path, &c, &log), 0);
+    assert_false(c->kinesis);
+    assert_null(c->kinesis_partition_key);
+    free(log);
+    config_free(c);
+    c = NULL;
+
+    /* Both sinks, bad keys and names: every mistake, each at its line. */
+    path = scratch_write(s, "aaas.conf",
+        "firehose {\n"
+        "    stream = \"audit-events\"\n"
+        "    region = \"us-east-1\"\n"
+        "}\n"
+        "kinesis {\n"
+        "    stream = \"bad name\"\n"
+        "    region = \"us-east-1\"\n"
+        "    partition_key = \"{host}\"\n"
+        "}\n");
+    assert_int_equal(load_logged(s, path, &c, &log), -EINVAL);
+    assert_logged(log, path, 6, "kinesis.stream: 'bad name' is not a stream "
+                  "name (1 to 128 of A-Z, a-z, 0-9, '_', '.', '-')");
+    assert_logged(log, path, 8, "kinesis.partition_key: '{host}': '{' "
+                  "starts no known placeholder ({agent} or {seq})");
+    assert_logged(log, path, 5, "kinesis: only one sink may be given, and "
+                  "firehose is at line 1");
+    assert_int_equal(count_lines(log), 3);
+    assert_null(c);
+    free(log);
+
+    path = scratch_write(s, "aaas.conf",
+        "kinesis {\n"
+        "    partition_key = \"\"\n"
+        "}\n");
+    assert_int_equal(load_logged(s, path, &c, &log), -EINVAL);
+    assert_logged(log, path, 2, "kinesis.partition_key: '': partition key "
+                  "is empty");
+    assert_logged(log, path, 1, "kinesis: missing required option 'stream'");
+    assert_logged(log, path, 1, "kinesis: missing required option 'region'");
     free(log);
     assert_null(c);
 }
@@ -847,6 +972,106 @@ test_parse_size(void **state)
     }
 }
 
+/* Checks one line against a scope's rules; want NULL: it must pass. */
+static void
+expect_rules(struct validate *v, const char *line, const char *want)
+{
+    struct parse_json *p = parse_json_new(NULL);
+    struct parse_json_result res;
+    const char *why = NULL;
+    int r;
+
+    assert_non_null(p);
+    r = validate_check(v, p, line, strlen(line), &res, &why);
+    if (want ? r != -EBADMSG || strcmp(why, want) != 0 : r != 0)
+        fail_msg("line '%s': got %d '%s', want '%s'", line, r,
+                 why ? why : "", want ? want : "(pass)");
+    parse_json_free(p);
+}
+
+/*
+ * The top-level rules reach every scope; a section's own are added, and
+ * its limits and type rules replace the ones they repeat.
+ */
+static void
+test_rules_per_scope(void **state)
+{
+    struct scratch *s = *state;
+    struct config *c = NULL;
+    const char *path;
+    char *log;
+
+    path = scratch_write(s, "aaas.conf",
+                         "reject_file = \"/var/lib/aaas/rejects.jsonl\"\n"
+                         "validate {\n"
+                         "  required = { \"actor.id\" }\n"
+                         "  types = { \"actor.id: string\", \"n: number\" }\n"
+                         "  max_bytes = 100\n"
+                         "}\n"
+                         "socket {\n"
+                         "  reject_file = \"/var/lib/aaas/socket.jsonl\"\n"
+                         "  validate {\n"
+                         "    required = { \"action\" }\n"
+                         "    types = { \"n: string\" }\n"
+                         "    max_depth = 2\n"
+                         "  }\n"
+                         "}\n"
+                         "input \"plain\" {\n  path = \"/l/*.log\"\n}\n"
+                         "input \"big\" {\n  path = \"/b/*.log\"\n"
+                         "  validate {\n    max_bytes = \"1k\"\n  }\n}\n"
+                         "firehose {\n  stream = \"s\"\n"
+                         "  region = \"us-east-1\"\n}\n");
+    assert_int_equal(load_logged(s, path, &c, &log), 0);
+    assert_string_equal(log, "");
+    free(log);
+
+    assert_string_equal(c->socket_reject_file, "/var/lib/aaas/socket.jsonl");
+    assert_string_equal(c->inputs[0].reject_file,
+                        "/var/lib/aaas/rejects.jsonl");
+    assert_string_equal(c->inputs[1].reject_file,
+                        "/var/lib/aaas/rejects.jsonl");
+
+    expect_rules(c->socket_validate,
+                 "{\"action\":1,\"actor\":{\"id\":\"u\"},\"n\":\"x\"}", NULL);
+    expect_rules(c->socket_validate, "{\"action\":1}",
+                 "missing required member 'actor.id'");
+    expect_rules(c->socket_validate, "{\"actor\":{\"id\":\"u\"}}",
+                 "missing required member 'action'");
+    expect_rules(c->socket_validate,
+                 "{\"action\":1,\"actor\":{\"id\":\"u\"},\"n\":1}",
+                 "member 'n' is a number, expected string");
+    expect_rules(c->socket_validate,
+                 "{\"action\":1,\"actor\":{\"id\":\"u\",\"x\":[]}}",
+                 "nesting deeper than 2 at byte 34");
+
+    expect_rules(c->inputs[0].validate, "{\"actor\":{\"id\":\"u\"},\"n\":1}",
+                 NULL);
+    expect_rules(c->inputs[0].validate, "{\"actor\":{\"id\":1}}",
+                 "member 'actor.id' is a number, expected string");
+    expect_rules(c->inputs[0].validate,
+                 "{\"actor\":{\"id\":\"u\"},\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxx"
+                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+                 "event of 110 bytes is over the limit of 100 bytes");
+    expect_rules(c->inputs[1].validate,
+                 "{\"actor\":{\"id\":\"u\"},\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxx"
+                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+                 NULL);
+    config_free(c);
+
+    /* Without any rule a scope has none to check, and no reject file. */
+    path = scratch_write(s, "aaas.conf",
+                         "input \"a\" {\n  path = \"/l/*.log\"\n}\n"
+                         "firehose {\n  stream = \"s\"\n"
+                         "  region = \"us-east-1\"\n}\n");
+    assert_int_equal(load_logged(s, path, &c, &log), 0);
+    free(log);
+    assert_null(c->socket_validate);
+    assert_null(c->inputs[0].validate);
+    assert_null(c->socket_reject_file);
+    assert_null(c->inputs[0].reject_file);
+    config_free(c);
+}
+
 static void
 test_free_null(void **state)
 {
@@ -862,6 +1087,7 @@ main(void)
                                         scratch_setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_defaults,
                                         scratch_setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_kinesis_sink, scratch_setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_every_option,
                                         scratch_setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_shipped_config,
@@ -877,6 +1103,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_cannot_open,
                                         scratch_setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_unreadable,
+                                        scratch_setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_rules_per_scope,
                                         scratch_setup, scratch_teardown),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_free_null),

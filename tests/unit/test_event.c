@@ -155,6 +155,27 @@ test_reject_utf8_and_binary(void **state)
     event_builder_done(&b);
 }
 
+/* A reject kept on the host has no spool sequence number. */
+static void
+test_reject_without_seq(void **state)
+{
+    struct event_builder b;
+
+    assert_int_equal(event_builder_init(&b, "a"), 0);
+    assert_int_equal(event_build_reject(&b, "{\"n\":1}", 7,
+                                        "member 'n' is a number, expected "
+                                        "string", EVENT_SEQ_NONE, &sock,
+                                        &when), 0);
+    assert_true(b.len < b.cap);
+    b.buf[b.len] = '\0';
+    assert_string_equal(b.buf,
+        "{\"_aaas_reject\":{\"reason\":\"member 'n' is a number, expected "
+        "string\",\"raw\":\"{\\\"n\\\":1}\"},\"_aaas\":{\"agent\":\"a\","
+        "\"time\":\"2026-12-04T16:38:58.123456Z\",\"source\":\"socket\","
+        "\"peer\":{\"pid\":4242,\"uid\":1000,\"gid\":100}}}\n");
+    event_builder_done(&b);
+}
+
 static void
 test_utf8_validator(void **state)
 {
@@ -190,6 +211,7 @@ main(void)
         cmocka_unit_test(test_empty_object_and_blanks),
         cmocka_unit_test(test_file_event_escapes_path),
         cmocka_unit_test(test_reject_utf8_and_binary),
+        cmocka_unit_test(test_reject_without_seq),
         cmocka_unit_test(test_utf8_validator),
         cmocka_unit_test(test_agent_id),
     };

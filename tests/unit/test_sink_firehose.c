@@ -184,6 +184,44 @@ test_batch_bad_limits(void **state)
 }
 
 static void
+test_batch_replace_record(void **state)
+{
+    struct batch_limits l = { .max_call_bytes = 64, .max_record_bytes = 32 };
+    struct batch b;
+
+    (void)state;
+    assert_int_equal(batch_init(&b, &l), 0);
+    assert_int_equal(batch_add(&b, 1, "aaaa\n", 5), 0);
+    assert_int_equal(batch_add(&b, 2, "bbbbbbbbbb\n", 11), 0);
+    assert_int_equal(batch_add(&b, 3, "cc\n", 3), 0);
+
+    /* Growing the middle record moves the last one behind it. */
+    assert_int_equal(batch_replace_record(&b, 1, "REJECT-LINE-FOR-2\n", 18),
+                     0);
+    assert_true(batch_record(&b, 1)->replaced);
+    assert_false(batch_record(&b, 0)->replaced);
+    assert_int_equal(batch_record(&b, 1)->first_seq, 2);
+    assert_int_equal(batch_record(&b, 1)->n_events, 1);
+    assert_memory_equal(batch_record_data(&b, 0), "aaaa\n", 5);
+    assert_memory_equal(batch_record_data(&b, 1), "REJECT-LINE-FOR-2\n", 18);
+    assert_memory_equal(batch_record_data(&b, 2), "cc\n", 3);
+    assert_int_equal(batch_data_len(&b), 26);
+    assert_int_equal(batch_encoded_len(&b), 8 + 24 + 4);
+
+    /* The record limit and the call limit both bound the room. */
+    assert_int_equal(batch_record_room(&b, 1), 32);
+    assert_int_equal(batch_replace_record(&b, 0, "0123456789012345678901234"
+                                          "567890123", 33), -ENOSPC);
+    assert_memory_equal(batch_record_data(&b, 0), "aaaa\n", 5);
+
+    /* Shrinking works too. */
+    assert_int_equal(batch_replace_record(&b, 1, "r\n", 2), 0);
+    assert_memory_equal(batch_record_data(&b, 2), "cc\n", 3);
+    assert_int_equal(batch_data_len(&b), 10);
+    batch_done(&b);
+}
+
+static void
 test_batch_retain_failed(void **state)
 {
     const bool failed[5] = { true, false, true, false, true };
@@ -640,6 +678,67 @@ test_response_ok(void **state)
 }
 
 static void
+test_response_rejected(void **state)
+{
+    static const char body[] =
+            "{\"FailedPutCount\":3,\"RequestResponses\":["
+            "{\"RecordId\":\"a\"},"
+            "{\"ErrorCode\":\"InvalidArgumentException\","
+            "\"ErrorMessage\":\"Record is too \\\"big\\\"\"},"
+            "{\"ErrorCode\":\"ServiceUnavailableException\","
+            "\"ErrorMessage\":\"Slow down.\"},"
+            "{\"ErrorMessage\":\"bad\",\"ErrorCode\":\"ValidationException\"}]}";
+    char code[SINK_FIREHOSE_CODE_MAX], message[SINK_FIREHOSE_MESSAGE_MAX];
+    struct sink_firehose_result res;
+    bool failed[4], rejected[4];
+
+    (void)state;
+    assert_int_equal(sink_firehose_parse_response_as(
+                         &sink_firehose_dialect_firehose, 200, body,
+                         strlen(body), 4, failed, rejected, &res), 0);
+    assert_false(res.protocol_error);
+    assert_int_equal(res.n_failed, 3);
+    assert_int_equal(res.n_rejected, 2);
+    assert_false(failed[0]);
+    assert_false(rejected[0]);
+    assert_true(failed[1]);
+    assert_true(rejected[1]);
+    assert_true(failed[2]);
+    assert_false(rejected[2]);
+    assert_true(failed[3]);
+    assert_true(rejected[3]);
+
+    assert_int_equal(sink_firehose_record_error(
+                         &sink_firehose_dialect_firehose, body, strlen(body),
+                         1, code, message), 0);
+    assert_string_equal(code, "InvalidArgumentException");
+    assert_string_equal(message, "Record is too \"big\"");
+    assert_int_equal(sink_firehose_record_error(
+                         &sink_firehose_dialect_firehose, body, strlen(body),
+                         3, code, message), 0);
+    assert_string_equal(code, "ValidationException");
+    assert_string_equal(message, "bad");
+    assert_int_equal(sink_firehose_record_error(
+                         &sink_firehose_dialect_firehose, body, strlen(body),
+                         4, code, message), -ENOENT);
+
+    /* An answer that does not add up marks nothing for good. */
+    assert_int_equal(sink_firehose_parse_response_as(
+                         &sink_firehose_dialect_firehose, 200, body,
+                         strlen(body), 3, failed, rejected, &res), 0);
+    assert_true(res.protocol_error);
+    assert_int_equal(res.n_rejected, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_true(failed[i]);
+        assert_false(rejected[i]);
+    }
+
+    assert_true(sink_firehose_record_permanent("InvalidArgumentException"));
+    assert_false(sink_firehose_record_permanent("InternalFailure"));
+    assert_false(sink_firehose_record_permanent("KMSDisabledException"));
+}
+
+static void
 test_response_partial(void **state)
 {
     struct sink_firehose_result res;
@@ -839,6 +938,7 @@ main(void)
         cmocka_unit_test(test_batch_pack),
         cmocka_unit_test(test_batch_bad_limits),
         cmocka_unit_test(test_batch_retain_failed),
+        cmocka_unit_test(test_batch_replace_record),
         cmocka_unit_test(test_body_roundtrip),
         cmocka_unit_test(test_body_reuse),
         cmocka_unit_test(test_stream_escaping),
@@ -846,6 +946,7 @@ main(void)
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_response_ok),
         cmocka_unit_test(test_response_partial),
+        cmocka_unit_test(test_response_rejected),
         cmocka_unit_test(test_response_mismatch),
         cmocka_unit_test(test_response_errors),
         cmocka_unit_test(test_response_error_fallback),

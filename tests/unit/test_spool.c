@@ -447,6 +447,36 @@ test_torn_tail_every_offset(void **state)
 }
 
 /* Damages one segment of frames 1..10 and checks which frames survive. */
+/*
+ * The damage the spool reports brackets the frames that are gone: the
+ * operator is told which events were lost, never left to guess.
+ */
+static void
+check_damage_report(struct spool *s, const uint64_t *want, size_t nwant)
+{
+    struct spool_damage dm;
+    uint64_t first_lost = 0;
+    size_t i;
+
+    for (i = 0; i < nwant; i++)
+        if (want[i] != i + 1) {
+            first_lost = i + 1;
+            break;
+        }
+    if (nwant == 10) {
+        assert_int_equal(spool_damage_count(s), 0);
+        return;
+    }
+    if (!first_lost)
+        first_lost = nwant + 1;
+    assert_int_equal(spool_damage_count(s), 1);
+    spool_damage_get(s, 0, &dm);
+    assert_string_equal(dm.segment, "0000000000000001.seg");
+    assert_true(dm.start < dm.end);
+    assert_int_equal(dm.seq_before, first_lost - 1);
+    assert_int_equal(dm.seq_after, i < nwant ? want[i] : 0);
+}
+
 static void
 check_damage(size_t off, size_t n, int how, const uint64_t *want,
              size_t nwant)
@@ -467,6 +497,7 @@ check_damage(size_t off, size_t n, int how, const uint64_t *want,
     assert_int_equal(spool_next_seq(s), 11);
     assert_int_equal(read_all(s, 1, got, 16), nwant);
     assert_memory_equal(got, want, nwant * sizeof(want[0]));
+    check_damage_report(s, want, nwant);
     append_to(s, 12);
     assert_int_equal(spool_sync_now(s), 0);
     spool_free(s);
@@ -1089,6 +1120,167 @@ test_crash_at_each_sync(void **state)
     }
 }
 
+/* ---- markers ---------------------------------------------------------- */
+
+struct seen_markers {
+    uint64_t seq[16];
+    char text[16][32];
+    size_t n;
+};
+
+static int
+collect_marker(void *userdata, uint64_t seq, const void *data, size_t len)
+{
+    struct seen_markers *m = userdata;
+
+    assert_true(m->n < 16);
+    assert_true(len < sizeof(m->text[0]));
+    m->seq[m->n] = seq;
+    memcpy(m->text[m->n], data, len);
+    m->text[m->n][len] = '\0';
+    m->n++;
+    return 0;
+}
+
+static void
+append_marker(struct spool *s, const char *text)
+{
+    assert_int_equal(spool_append_marker(s, text, strlen(text)), 0);
+}
+
+static struct seen_markers
+markers_after(struct spool *s, uint64_t after)
+{
+    struct seen_markers m = { .n = 0 };
+
+    assert_int_equal(spool_markers(s, after, collect_marker, &m), 0);
+    return m;
+}
+
+/*
+ * Markers share the number of the event before them, are skipped by
+ * cursors, come back in order after a restart, and outlive the
+ * acknowledgement of their segment until spool_retain() lets them go.
+ */
+static void
+test_markers(void **state)
+{
+    char *dir = make_dir();
+    struct spool *s = open_spool(dir, 1024, 0, NULL);
+    struct seen_markers m;
+    uint64_t got[100];
+    char big[SPOOL_MARKER_MAX + 1];
+
+    (void)state;
+    /* Nothing of this process to follow yet. */
+    assert_int_equal(spool_append_marker(s, "m0", 2), -EAGAIN);
+    append_to(s, 10);
+    append_marker(s, "m10");
+    append_to(s, 30);
+    append_marker(s, "m30a");
+    append_marker(s, "m30b");
+    append_to(s, 60);
+    append_marker(s, "m60");
+    memset(big, 'x', sizeof(big));
+    assert_int_equal(spool_append_marker(s, big, sizeof(big)), -EMSGSIZE);
+    assert_int_equal(spool_next_seq(s), 61);
+    assert_int_equal(spool_sync_now(s), 0);
+    assert_true(count_files(dir, ".seg") > 5);
+
+    /* read_all() checks every payload: a marker would fail it. */
+    assert_int_equal(read_all(s, 1, got, 100), 60);
+    for (size_t i = 0; i < 60; i++)
+        assert_int_equal(got[i], i + 1);
+    m = markers_after(s, 0);
+    assert_int_equal(m.n, 4);
+    assert_int_equal(m.seq[0], 10);
+    assert_string_equal(m.text[0], "m10");
+    assert_int_equal(m.seq[1], 30);
+    assert_string_equal(m.text[1], "m30a");
+    assert_int_equal(m.seq[2], 30);
+    assert_string_equal(m.text[2], "m30b");
+    assert_int_equal(m.seq[3], 60);
+    assert_string_equal(m.text[3], "m60");
+
+    /* Recovery keeps them, and the numbers go on after the last event. */
+    spool_free(s);
+    s = open_spool(dir, 1024, 0, NULL);
+    assert_int_equal(spool_next_seq(s), 61);
+    assert_int_equal(read_all(s, 1, got, 100), 60);
+    m = markers_after(s, 29);
+    assert_int_equal(m.n, 3);
+    assert_string_equal(m.text[0], "m30a");
+    assert_string_equal(m.text[2], "m60");
+    m = markers_after(s, 30);
+    assert_int_equal(m.n, 1);
+    assert_string_equal(m.text[0], "m60");
+
+    /* Acknowledged, but nobody said the markers may go. */
+    assert_int_equal(spool_ack(s, 60), 0);
+    assert_int_equal(spool_sync_now(s), 0);
+    assert_int_equal(markers_after(s, 0).n, 4);
+    assert_int_equal(read_all(s, 61, got, 100), 0);
+
+    /* Retaining from 30: whatever holds a marker above 30 stays. */
+    assert_int_equal(spool_retain(s, 30), 0);
+    m = markers_after(s, 0);
+    assert_true(m.n >= 1 && m.n < 4);
+    assert_string_equal(m.text[m.n - 1], "m60");
+    if (m.n > 1)
+        assert_int_equal(m.seq[0], 30);
+
+    /* A restart must not drop them either, before retain is called. */
+    spool_free(s);
+    s = open_spool(dir, 1024, 0, NULL);
+    assert_int_equal(markers_after(s, 30).n, 1);
+    assert_int_equal(spool_retain(s, UINT64_MAX), 0);
+    assert_int_equal(markers_after(s, 0).n, 0);
+    assert_int_equal(count_files(dir, ".seg"), 0);
+
+    /* A marker after a fresh event goes behind it, in its segment. */
+    append_to(s, 61);
+    append_marker(s, "m61");
+    assert_int_equal(spool_sync_now(s), 0);
+    assert_int_equal(count_files(dir, ".seg"), 1);
+    spool_free(s);
+    s = open_spool(dir, 1024, 0, NULL);
+    m = markers_after(s, 60);
+    assert_int_equal(m.n, 1);
+    assert_int_equal(m.seq[0], 61);
+    assert_int_equal(read_all(s, 61, got, 100), 1);
+    spool_free(s);
+    rm_dir(dir);
+}
+
+/* A marker cut short by a crash is a torn tail like any frame. */
+static void
+test_marker_torn(void **state)
+{
+    char *dir = make_dir();
+    struct spool *s = open_spool(dir, 0, 0, NULL);
+    uint64_t got[20];
+    char *path;
+    off_t size;
+
+    (void)state;
+    append_to(s, 5);
+    append_marker(s, "positions after five");
+    assert_int_equal(spool_sync_now(s), 0);
+    spool_free(s);
+    path = seg_path(dir, 1);
+    size = file_size(path);
+    assert_int_equal(truncate(path, size - 3), 0);
+
+    s = open_spool(dir, 0, 0, NULL);
+    assert_int_equal(markers_after(s, 0).n, 0);
+    assert_int_equal(read_all(s, 1, got, 20), 5);
+    assert_int_equal(spool_next_seq(s), 6);
+    assert_int_equal(file_size(path), frame_offset(6));
+    spool_free(s);
+    free(path);
+    rm_dir(dir);
+}
+
 int
 main(void)
 {
@@ -1112,6 +1304,8 @@ main(void)
         cmocka_unit_test(test_write_faults),
         cmocka_unit_test(test_fault_then_free),
         cmocka_unit_test(test_crash_at_each_sync),
+        cmocka_unit_test(test_markers),
+        cmocka_unit_test(test_marker_torn),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -208,7 +208,9 @@ saved_offset(const struct ctx *c, const char *path)
     if (!f)
         return -1;
     assert_non_null(fgets(line, sizeof(line), f));
-    assert_string_equal(line, "aaas-tail-offsets 1\n");
+    assert_string_equal(line, "aaas-tail-offsets 2\n");
+    assert_non_null(fgets(line, sizeof(line), f));
+    assert_int_equal(strncmp(line, "seq ", 4), 0);
     while (fgets(line, sizeof(line), f)) {
         assert_int_equal(sscanf(line, "%63s %llu %llu %zu %64s %llu",
                                 input, &dev, &ino, &fp_len, hex, &off), 6);
@@ -968,6 +970,111 @@ test_bad_offsets_file(void **state)
     expect_line(c, 0, "z", 0);
 }
 
+/* The marker for everything read so far; the tail must have one. */
+static size_t
+take_marker(struct ctx *c, char *buf, size_t cap)
+{
+    size_t len = 0, again = 0;
+
+    assert_int_equal(tail_marker(c->tail, buf, cap, &len), 0);
+    assert_true(len > 0 && len < cap);
+    assert_int_equal(strncmp(buf, "aaas-tail-marker 1\n", 19), 0);
+    /* Nothing moved since: no second marker. */
+    assert_int_equal(tail_marker(c->tail, buf + len, cap - len, &again), 0);
+    assert_int_equal(again, 0);
+    return len;
+}
+
+/*
+ * A marker moves a file past what the offsets file says, before anything
+ * is read; the offsets file records the sequence number it is exact for.
+ */
+static void
+test_apply_marker(void **state)
+{
+    struct ctx *c = *state;
+    char p[256], m[4096];
+    size_t len;
+
+    log_path(c, "a.log", p, sizeof(p));
+    puts_file(p, "w", "one\ntwo\nthree\nfour\n");
+    start(c);
+    assert_true(run_until_lines(c, 4, 2000));
+    len = take_marker(c, m, sizeof(m));
+    /* Only "one" is durable in the offsets file. */
+    tail_durable(c->tail, c->got[0].seq);
+    assert_int_equal(tail_save(c->tail), 0);
+    assert_int_equal(saved_offset(c, p), 4);
+    assert_int_equal(tail_saved_seq(c->tail), c->got[0].seq);
+    stop(c);
+
+    /* Without the marker, a restart reads "two" again... */
+    forget_lines(c);
+    start(c);
+    assert_int_equal(tail_saved_seq(c->tail), 1);
+    assert_true(run_until_lines(c, 1, 2000));
+    expect_line(c, 0, "two", 4);
+    stop(c);
+
+    /* ...with it, it goes on after "four". */
+    forget_lines(c);
+    start(c);
+    assert_int_equal(tail_apply_marker(c->tail, m, len), 0);
+    run_for(c, 200);
+    assert_int_equal(c->n_got, 0);
+    puts_file(p, "a", "five\n");
+    assert_true(run_until_lines(c, 1, 2000));
+    expect_line(c, 0, "five", 19);
+    /* Applied positions are saved like any other. */
+    tail_durable(c->tail, c->got[0].seq);
+    assert_int_equal(tail_save(c->tail), 0);
+    assert_int_equal(saved_offset(c, p), 24);
+    stop(c);
+
+    /* The file was replaced by other bytes: the marker is not its. */
+    forget_lines(c);
+    unlink(p);
+    puts_file(p, "w", "new\n");
+    start(c);
+    assert_int_equal(tail_apply_marker(c->tail, m, len), 0);
+    assert_true(run_until_lines(c, 1, 2000));
+    expect_line(c, 0, "new", 0);
+
+    assert_int_equal(tail_apply_marker(c->tail, "junk\n", 5), -EBADMSG);
+    assert_int_equal(tail_apply_marker(c->tail, m, len - 1), -EBADMSG);
+}
+
+/* Truncated, then re-read: the newest marker wins over an older one. */
+static void
+test_apply_marker_after_truncation(void **state)
+{
+    struct ctx *c = *state;
+    char p[256], m1[4096], m2[4096];
+    size_t len1, len2;
+
+    log_path(c, "a.log", p, sizeof(p));
+    puts_file(p, "w", "first line of the old file\nsecond\n");
+    start(c);
+    assert_true(run_until_lines(c, 2, 2000));
+    len1 = take_marker(c, m1, sizeof(m1));
+    assert_int_equal(truncate(p, 0), 0);
+    puts_file(p, "w", "x\n");
+    assert_true(run_until_lines(c, 3, 3000));
+    expect_line(c, 2, "x", 0);
+    len2 = take_marker(c, m2, sizeof(m2));
+    stop(c);
+
+    puts_file(p, "a", "y\n");
+    forget_lines(c);
+    start(c);
+    assert_int_equal(tail_apply_marker(c->tail, m1, len1), 0);
+    assert_int_equal(tail_apply_marker(c->tail, m2, len2), 0);
+    assert_true(run_until_lines(c, 1, 2000));
+    run_for(c, 100);
+    assert_int_equal(c->n_got, 1);
+    expect_line(c, 0, "y", 2);
+}
+
 int
 main(void)
 {
@@ -1012,6 +1119,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_rotated_while_stopped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_symlink_swap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_marker_after_truncation,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
