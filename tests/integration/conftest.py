@@ -195,7 +195,9 @@ class Setup:
         lines = [
             "state_dir = %s" % _q(self.state),
             "log_level = %s" % _q(log_level),
-            "spool { dir = %s %s }" % (_q(self.spool), spool_extra),
+            "spool { dir = %s%s }" % (_q(self.spool),
+                                      " " + spool_extra if spool_extra
+                                      else ""),
         ]
         if top_extra:
             lines.append(top_extra)
