@@ -790,9 +790,11 @@ sender_slots_for(unsigned max_in_flight)
     return max_in_flight;
 }
 
-int
-sender_new(const struct sender_options *o, struct sender **ret,
-           const char **reterr_reason)
+/* The sink of the service o names; the other pointer stays NULL. */
+static int
+sender_make_sink(const struct sender_options *o, struct sink_firehose **ret,
+                 struct sink_kinesis **ret_kinesis,
+                 const char **reterr_reason)
 {
     struct sink_firehose_options so = {
         .stream = o->stream,
@@ -806,6 +808,16 @@ sender_new(const struct sender_options *o, struct sender **ret,
         .partition_key = o->partition_key,
         .agent = o->agent,
     };
+
+    if (o->kinesis)
+        return sink_kinesis_new(&ko, ret_kinesis, reterr_reason);
+    return sink_firehose_new(&so, ret, reterr_reason);
+}
+
+int
+sender_new(const struct sender_options *o, struct sender **ret,
+           const char **reterr_reason)
+{
     uint64_t sent;
     struct sender *s;
     int r;
@@ -829,10 +841,7 @@ sender_new(const struct sender_options *o, struct sender **ret,
         goto fail;
     (void)sd_event_source_set_enabled(s->rate_timer, SD_EVENT_OFF);
 
-    if (o->kinesis)
-        r = sink_kinesis_new(&ko, &s->kinesis, reterr_reason);
-    else
-        r = sink_firehose_new(&so, &s->sink, reterr_reason);
+    r = sender_make_sink(o, &s->sink, &s->kinesis, reterr_reason);
     if (r < 0)
         goto fail;
 
@@ -886,28 +895,13 @@ int
 sender_reconfigure(struct sender *s, const struct sender_options *o,
                    const char **reterr_reason)
 {
-    struct sink_firehose_options so = {
-        .stream = o->stream,
-        .region = o->region,
-        .endpoint = o->endpoint,
-    };
-    struct sink_kinesis_options ko = {
-        .stream = o->stream,
-        .region = o->region,
-        .endpoint = o->endpoint,
-        .partition_key = o->partition_key,
-        .agent = o->agent,
-    };
     struct sink_firehose *sink = NULL;
     struct sink_kinesis *kinesis = NULL;
     unsigned want = sender_slots_for(o->max_in_flight);
     int r;
 
-    /* The new config may name the other service: make its sink. */
-    if (o->kinesis)
-        r = sink_kinesis_new(&ko, &kinesis, reterr_reason);
-    else
-        r = sink_firehose_new(&so, &sink, reterr_reason);
+    /* The new config may name the other service. */
+    r = sender_make_sink(o, &sink, &kinesis, reterr_reason);
     if (r < 0)
         return r;
 
