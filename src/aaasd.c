@@ -108,9 +108,15 @@ struct aaasd {
     uint64_t rejected;
     uint64_t rejects_kept;          /* of those, kept in a reject file */
     uint64_t appended;              /* events appended, durable or not */
+    uint64_t dropped;               /* numbers given up (on_full) */
+    uint64_t gaps;                  /* gap lines that declare them */
+    char gap_buf[160];              /* the gap object being built */
+    uint64_t gap_first, gap_last;   /* its range */
 };
 
 static void aaasd_status(struct aaasd *d);
+static void pipeline_retry_later(struct aaasd *d);
+static void pipeline_acked(void *userdata, uint64_t acked_seq);
 
 static void
 pipeline_pause(struct aaasd *d)
@@ -178,6 +184,87 @@ pipeline_retain(struct aaasd *d)
                     strerror(-r));
 }
 
+/* Builds the `_aaas_gap` line for the spool's drop (spool_note_fn). */
+static int
+pipeline_gap_line(void *userdata, uint64_t first, uint64_t last,
+                  uint64_t seq, const void **ret_data, size_t *ret_len)
+{
+    static const struct event_source src = { .kind = EVENT_SOURCE_DAEMON };
+    struct aaasd *d = userdata;
+    struct parse_json_result pr = { 0 };
+    struct timespec now;
+    int n, r;
+
+    n = snprintf(d->gap_buf, sizeof(d->gap_buf),
+                 "{\"_aaas_gap\":{\"first_seq\":%llu,\"last_seq\":%llu,"
+                 "\"count\":%llu,\"reason\":\"spool full\"}}",
+                 (unsigned long long)first, (unsigned long long)last,
+                 (unsigned long long)(last - first + 1));
+    if (n < 0 || (size_t)n >= sizeof(d->gap_buf))
+        return -EINVAL;
+    d->gap_first = first;
+    d->gap_last = last;
+    pr.close = (size_t)n - 1;
+    (void)clock_gettime(CLOCK_REALTIME, &now);
+    r = event_build(&d->builder, d->gap_buf, (size_t)n, &pr, seq, &src, &now);
+    if (r < 0)
+        return r;
+    *ret_data = d->builder.buf;
+    *ret_len = d->builder.len;
+    return 0;
+}
+
+/*
+ * on_full = drop_oldest: gives up the oldest segments the sender has not
+ * read, declared by a gap line in the stream that the next seal covers.
+ * The room appears once that line is durable (pipeline_synced).  Returns
+ * whether a drop is under way.
+ */
+static bool
+pipeline_drop(struct aaasd *d, uint64_t need)
+{
+    uint64_t seq;
+    int r;
+
+    if (d->cfg->spool_on_full != CONFIG_ON_FULL_DROP_OLDEST || !d->sender)
+        return false;
+    r = spool_drop_oldest(d->spool, sender_unread_seq(d->sender), need,
+                          pipeline_gap_line, d, &seq);
+    if (r == -EBUSY)
+        return true;
+    if (r == -EAGAIN) {
+        /* The write buffer is full: write it out, the timer tries again. */
+        pipeline_mark(d);
+        (void)spool_sync_request(d->spool);
+    }
+    if (r <= 0) {
+        if (r < 0 && r != -EAGAIN)
+            log_err("spool: '%s' is full and cannot drop old events: %s, "
+                    "holding inputs back and retrying", d->cfg->spool_dir,
+                    strerror(-r));
+        else
+            log_debug("spool: '%s' is full and every old event is in a "
+                      "call or not yet durable, holding inputs back",
+                      d->cfg->spool_dir);
+        pipeline_retry_later(d);
+        return false;
+    }
+    if (d->sealer)
+        sealer_committed(d->sealer, seq);
+    d->gaps++;
+    d->dropped += d->gap_last - d->gap_first + 1;
+    log_warning("spool: '%s' is full, dropped the unsent events %llu to "
+                "%llu (%llu numbers) and declared them in gap line %llu; "
+                "%llu dropped since start", d->cfg->spool_dir,
+                (unsigned long long)d->gap_first,
+                (unsigned long long)d->gap_last,
+                (unsigned long long)(d->gap_last - d->gap_first + 1),
+                (unsigned long long)seq, (unsigned long long)d->dropped);
+    (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+    aaasd_status(d);
+    return true;
+}
+
 static int
 pipeline_append_line(struct aaasd *d, const char *buf, size_t len,
                      uint64_t *ret_seq)
@@ -194,8 +281,9 @@ pipeline_append_line(struct aaasd *d, const char *buf, size_t len,
     }
     if (r == -ENOSPC && !d->full) {
         d->full = true;
-        log_notice("spool: '%s' reached its size limit, pausing inputs "
-                   "until the sink catches up", d->cfg->spool_dir);
+        if (!pipeline_drop(d, SPOOL_FRAME_MAX))
+            log_notice("spool: '%s' reached its size limit, pausing inputs "
+                       "until the sink catches up", d->cfg->spool_dir);
     }
     return r;
 }
@@ -724,6 +812,8 @@ pipeline_commit(sd_event_source *es, void *userdata)
 
     if (!pipeline_flush_rejects(d))
         pipeline_retry_later(d);
+    if (d->full && spool_is_full(d->spool))
+        (void)pipeline_drop(d, SPOOL_FRAME_MAX);
     pipeline_mark(d);
     r = spool_sync_request(d->spool);
     if (r < 0 && r != d->sync_error) {
@@ -766,6 +856,8 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
 
     durable = spool_durable_seq(d->spool);
     d->accepted = durable;
+    /* A drop's files go once its gap line is durable. */
+    pipeline_acked(d, spool_acked_seq(d->spool));
     if (d->held && !d->full) {
         d->held = false;
         pipeline_resume(d);
@@ -812,14 +904,18 @@ static void
 aaasd_status(struct aaasd *d)
 {
     struct sender_stats st;
+    char dropped[64];
     uint64_t backlog;
 
     sender_get_stats(d->sender, &st);
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
+    (void)snprintf(dropped, sizeof(dropped), "%llu in %llu gaps",
+                   (unsigned long long)d->dropped,
+                   (unsigned long long)d->gaps);
     (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
                      "%llu (%llu kept locally), refused by the service "
                      "%llu, backlog %llu, billed %llu bytes (%llu unpacked)"
-                     "%s%s%s%s",
+                     "%s%s%s%s%s%s",
                      st.stalled ? "STALLED, needs attention: " : "",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
@@ -829,6 +925,8 @@ aaasd_status(struct aaasd *d)
                      (unsigned long long)backlog,
                      (unsigned long long)st.billed_bytes,
                      (unsigned long long)st.billed_bytes_unpacked,
+                     d->dropped ? ", dropped for a full spool: " : "",
+                     d->dropped ? dropped : "",
                      d->sync_error ? ", spool error: " : "",
                      d->sync_error ? strerror(-d->sync_error) : "",
                      st.last_error[0] ? ", last error: " : "",
