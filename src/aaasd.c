@@ -24,6 +24,7 @@
 #include "config.h"
 #include "credentials.h"
 #include "event.h"
+#include "gaps.h"
 #include "http.h"
 #include "jbuf.h"
 #include "log.h"
@@ -109,9 +110,10 @@ struct aaasd {
     uint64_t rejects_kept;          /* of those, kept in a reject file */
     uint64_t appended;              /* events appended, durable or not */
     uint64_t dropped;               /* numbers given up (on_full) */
-    uint64_t gaps;                  /* gap lines that declare them */
-    char gap_buf[160];              /* the gap object being built */
-    uint64_t gap_first, gap_last;   /* its range */
+    uint64_t n_gaps;                /* gap lines that declare them */
+    struct gaps gaps;               /* declared, not yet delivered */
+    char gap_buf[GAPS_OBJECT_MAX + 1];
+    uint64_t gap_first, gap_last;   /* the drop being declared */
 };
 
 static void aaasd_status(struct aaasd *d);
@@ -192,21 +194,19 @@ pipeline_gap_line(void *userdata, uint64_t first, uint64_t last,
     static const struct event_source src = { .kind = EVENT_SOURCE_DAEMON };
     struct aaasd *d = userdata;
     struct parse_json_result pr = { 0 };
+    uint64_t from, count;
     struct timespec now;
-    int n, r;
+    size_t n;
+    int r;
 
-    n = snprintf(d->gap_buf, sizeof(d->gap_buf),
-                 "{\"_aaas_gap\":{\"first_seq\":%llu,\"last_seq\":%llu,"
-                 "\"count\":%llu,\"reason\":\"spool full\"}}",
-                 (unsigned long long)first, (unsigned long long)last,
-                 (unsigned long long)(last - first + 1));
-    if (n < 0 || (size_t)n >= sizeof(d->gap_buf))
-        return -EINVAL;
+    /* A drop that takes earlier gap lines declares their ranges too. */
+    gaps_plan(&d->gaps, first, last, &from, &count);
+    n = gaps_format(d->gap_buf, from, last, count);
     d->gap_first = first;
     d->gap_last = last;
-    pr.close = (size_t)n - 1;
+    pr.close = n - 1;
     (void)clock_gettime(CLOCK_REALTIME, &now);
-    r = event_build(&d->builder, d->gap_buf, (size_t)n, &pr, seq, &src, &now);
+    r = event_build(&d->builder, d->gap_buf, n, &pr, seq, &src, &now);
     if (r < 0)
         return r;
     *ret_data = d->builder.buf;
@@ -230,6 +230,9 @@ pipeline_drop(struct aaasd *d, uint64_t need)
         return false;
     r = spool_drop_oldest(d->spool, sender_unread_seq(d->sender), need,
                           pipeline_gap_line, d, &seq);
+    log_debug("spool: drop above %llu for %llu bytes: %d",
+              (unsigned long long)sender_unread_seq(d->sender),
+              (unsigned long long)need, r);
     if (r == -EBUSY)
         return true;
     if (r == -EAGAIN) {
@@ -251,7 +254,12 @@ pipeline_drop(struct aaasd *d, uint64_t need)
     }
     if (d->sealer)
         sealer_committed(d->sealer, seq);
-    d->gaps++;
+    r = gaps_commit(&d->gaps, d->gap_first, d->gap_last, seq);
+    if (r < 0)
+        log_err("spool: cannot keep the range of gap line %llu: %s, a "
+                "later drop of that line may leave it undeclared",
+                (unsigned long long)seq, strerror(-r));
+    d->n_gaps++;
     d->dropped += d->gap_last - d->gap_first + 1;
     log_warning("spool: '%s' is full, dropped the unsent events %llu to "
                 "%llu (%llu numbers) and declared them in gap line %llu; "
@@ -261,8 +269,23 @@ pipeline_drop(struct aaasd *d, uint64_t need)
                 (unsigned long long)(d->gap_last - d->gap_first + 1),
                 (unsigned long long)seq, (unsigned long long)d->dropped);
     (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
-    aaasd_status(d);
     return true;
+}
+
+/*
+ * While inputs are held for a full spool: resume them when there is room
+ * again; with drop_oldest, make room when the last drop found nothing to
+ * give up or freed less than the refused line needed.
+ */
+static void
+pipeline_full_check(struct aaasd *d)
+{
+    if (!d->full)
+        return;
+    if (!spool_is_full(d->spool))
+        pipeline_acked(d, spool_acked_seq(d->spool));
+    else
+        (void)pipeline_drop(d, 0);
 }
 
 static int
@@ -281,9 +304,11 @@ pipeline_append_line(struct aaasd *d, const char *buf, size_t len,
     }
     if (r == -ENOSPC && !d->full) {
         d->full = true;
-        if (!pipeline_drop(d, SPOOL_FRAME_MAX))
+        if (d->cfg->spool_on_full == CONFIG_ON_FULL_BLOCK)
             log_notice("spool: '%s' reached its size limit, pausing inputs "
                        "until the sink catches up", d->cfg->spool_dir);
+        else
+            (void)pipeline_drop(d, (uint64_t)len + 16);
     }
     return r;
 }
@@ -812,8 +837,7 @@ pipeline_commit(sd_event_source *es, void *userdata)
 
     if (!pipeline_flush_rejects(d))
         pipeline_retry_later(d);
-    if (d->full && spool_is_full(d->spool))
-        (void)pipeline_drop(d, SPOOL_FRAME_MAX);
+    pipeline_full_check(d);
     pipeline_mark(d);
     r = spool_sync_request(d->spool);
     if (r < 0 && r != d->sync_error) {
@@ -857,7 +881,7 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
     durable = spool_durable_seq(d->spool);
     d->accepted = durable;
     /* A drop's files go once its gap line is durable. */
-    pipeline_acked(d, spool_acked_seq(d->spool));
+    pipeline_full_check(d);
     if (d->held && !d->full) {
         d->held = false;
         pipeline_resume(d);
@@ -891,11 +915,14 @@ pipeline_acked(void *userdata, uint64_t acked_seq)
 {
     struct aaasd *d = userdata;
 
+    gaps_delivered(&d->gaps, acked_seq);
     if (d->full && !spool_is_full(d->spool)) {
         d->full = false;
         d->held = false;
-        log_notice("spool: '%s' has room again, resuming inputs",
-                   d->cfg->spool_dir);
+        /* With drop_oldest this happens at every drop: not news. */
+        if (d->cfg->spool_on_full == CONFIG_ON_FULL_BLOCK)
+            log_notice("spool: '%s' has room again, resuming inputs",
+                       d->cfg->spool_dir);
         pipeline_resume(d);
     }
 }
@@ -911,7 +938,7 @@ aaasd_status(struct aaasd *d)
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
     (void)snprintf(dropped, sizeof(dropped), "%llu in %llu gaps",
                    (unsigned long long)d->dropped,
-                   (unsigned long long)d->gaps);
+                   (unsigned long long)d->n_gaps);
     (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
                      "%llu (%llu kept locally), refused by the service "
                      "%llu, backlog %llu, billed %llu bytes (%llu unpacked)"
@@ -1264,6 +1291,41 @@ aaasd_replay_markers(struct aaasd *d)
     return 0;
 }
 
+/*
+ * drop_oldest: the gap lines still in the spool, so that a drop taking
+ * one of them declares its range again.  One pass over what is not yet
+ * acknowledged, only when events may be dropped.
+ */
+static int
+aaasd_find_gaps(struct aaasd *d)
+{
+    struct spool_cursor *c = NULL;
+    const void *data;
+    uint64_t seq;
+    size_t len;
+    int r;
+
+    if (d->cfg->spool_on_full != CONFIG_ON_FULL_DROP_OLDEST)
+        return 0;
+    r = spool_cursor_new(d->spool, spool_acked_seq(d->spool) + 1, &c);
+    if (r < 0)
+        return r;
+    while ((r = spool_cursor_next(c, &seq, &data, &len)) > 0) {
+        r = gaps_note_line(&d->gaps, seq, data, len);
+        if (r == -ENOMEM)
+            break;
+        if (r < 0)
+            log_warning("spool: gap line %llu in '%s' does not parse, a "
+                        "later drop of it may leave its range undeclared",
+                        (unsigned long long)seq, d->cfg->spool_dir);
+    }
+    spool_cursor_free(c);
+    if (r < 0)
+        log_err("spool: cannot read '%s' for its gap lines: %s, exiting",
+                d->cfg->spool_dir, strerror(-r));
+    return r < 0 ? r : 0;
+}
+
 static int
 aaasd_setup_chain(struct aaasd *d)
 {
@@ -1483,6 +1545,9 @@ aaasd_setup(struct aaasd *d)
     r = aaasd_replay_markers(d);
     if (r < 0)
         return r;
+    r = aaasd_find_gaps(d);
+    if (r < 0)
+        return r;
     r = aaasd_input_stats(d, d->cfg);
     if (r < 0)
         return r;
@@ -1551,6 +1616,7 @@ aaasd_teardown(struct aaasd *d)
     d->spool = spool_free(d->spool);
     d->parser = parse_json_free(d->parser);
     free(d->marker_buf);
+    gaps_done(&d->gaps);
     event_builder_done(&d->builder);
     d->event = sd_event_unref(d->event);
 }
@@ -1727,6 +1793,8 @@ aaasd_keep_restart_options(struct config *run, struct config *next)
     AAASD_KEEP("spool.segment_size", run, next, spool_segment_size);
     AAASD_KEEP("spool.sync", run, next, spool_sync);
     AAASD_KEEP("spool.sync_interval", run, next, spool_sync_interval_ms);
+    /* The gap lines in the spool are looked for at start only. */
+    AAASD_KEEP("spool.on_full", run, next, spool_on_full);
     AAASD_KEEP("socket.enabled", run, next, socket_enabled);
     aaasd_keep_str("socket.path", &run->socket_path, &next->socket_path);
     AAASD_KEEP("socket.mode", run, next, socket_mode);
