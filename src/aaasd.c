@@ -230,9 +230,6 @@ pipeline_drop(struct aaasd *d, uint64_t need)
         return false;
     r = spool_drop_oldest(d->spool, sender_unread_seq(d->sender), need,
                           pipeline_gap_line, d, &seq);
-    log_debug("spool: drop above %llu for %llu bytes: %d",
-              (unsigned long long)sender_unread_seq(d->sender),
-              (unsigned long long)need, r);
     if (r == -EBUSY)
         return true;
     if (r == -EAGAIN) {
@@ -299,8 +296,16 @@ pipeline_append_line(struct aaasd *d, const char *buf, size_t len,
         /* The write buffer is full: write it out, then try once more. */
         pipeline_mark(d);
         r = spool_sync_request(d->spool);
-        if (r >= 0)
-            r = spool_append(d->spool, buf, len, ret_seq);
+        if (r < 0) {
+            /*
+             * The disk failed (ENOSPC here is a full file system, not
+             * max_size): hold the line; the commit reports the error and
+             * retries until the disk takes the buffer again.
+             */
+            (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+            return -EAGAIN;
+        }
+        r = spool_append(d->spool, buf, len, ret_seq);
     }
     if (r == -ENOSPC && !d->full) {
         d->full = true;
