@@ -25,6 +25,7 @@
 #include "config.h"
 #include "credentials.h"
 #include "event.h"
+#include "gaps.h"
 #include "http.h"
 #include "jbuf.h"
 #include "log.h"
@@ -114,9 +115,16 @@ struct aaasd {
     char why[160];                  /* copy of the last reject reason */
     const char *reason;             /* last stored line's reject reason,
                                      * NULL when it was accepted */
+    uint64_t dropped;               /* numbers given up (on_full) */
+    uint64_t n_gaps;                /* gap lines that declare them */
+    struct gaps gaps;               /* declared, not yet delivered */
+    char gap_buf[GAPS_OBJECT_MAX + 1];
+    uint64_t gap_first, gap_last;   /* the drop being declared */
 };
 
 static void aaasd_status(struct aaasd *d);
+static void pipeline_retry_later(struct aaasd *d);
+static void pipeline_acked(void *userdata, uint64_t acked_seq);
 
 static void
 pipeline_pause(struct aaasd *d)
@@ -171,6 +179,7 @@ pipeline_mark(struct aaasd *d)
 static void pipeline_retry_later(struct aaasd *d);
 static bool pipeline_flush_rejects(struct aaasd *d);
 static void pipeline_retain(struct aaasd *d);
+static void pipeline_full_check(struct aaasd *d);
 
 static void
 pipeline_arm_checkpoint(struct aaasd *d)
@@ -193,8 +202,10 @@ pipeline_check_room(struct aaasd *d)
     if (d->full && !spool_is_full(d->spool)) {
         d->full = false;
         d->held = false;
-        log_notice("spool: '%s' has room again, resuming inputs",
-                   d->cfg->spool_dir);
+        /* With drop_oldest this happens at every drop: not news. */
+        if (d->cfg->spool_on_full == CONFIG_ON_FULL_BLOCK)
+            log_notice("spool: '%s' has room again, resuming inputs",
+                       d->cfg->spool_dir);
         pipeline_resume(d);
     }
 }
@@ -228,7 +239,9 @@ pipeline_synced(sd_event_source *es, int fd, uint32_t revents,
 
     durable = spool_durable_seq(d->spool);
     d->accepted = durable;
-    pipeline_check_room(d);
+    /* Room may be back; with drop_oldest a drop's files go once its gap
+     * line is durable. */
+    pipeline_full_check(d);
     if (d->held && !d->full) {
         d->held = false;
         pipeline_resume(d);
@@ -277,6 +290,105 @@ pipeline_retain(struct aaasd *d)
     pipeline_check_room(d);
 }
 
+/* Builds the `_aaas_gap` line for the spool's drop (spool_note_fn). */
+static int
+pipeline_gap_line(void *userdata, uint64_t first, uint64_t last,
+                  uint64_t seq, const void **ret_data, size_t *ret_len)
+{
+    static const struct event_source src = { .kind = EVENT_SOURCE_DAEMON };
+    struct aaasd *d = userdata;
+    struct parse_json_result pr = { 0 };
+    uint64_t from, count;
+    struct timespec now;
+    size_t n;
+    int r;
+
+    /* A drop that takes earlier gap lines declares their ranges too. */
+    gaps_plan(&d->gaps, first, last, &from, &count);
+    n = gaps_format(d->gap_buf, from, last, count);
+    d->gap_first = first;
+    d->gap_last = last;
+    pr.close = n - 1;
+    (void)clock_gettime(CLOCK_REALTIME, &now);
+    r = event_build(&d->builder, d->gap_buf, n, &pr, seq, &src, &now);
+    if (r < 0)
+        return r;
+    *ret_data = d->builder.buf;
+    *ret_len = d->builder.len;
+    return 0;
+}
+
+/*
+ * on_full = drop_oldest: gives up the oldest segments the sender has not
+ * read, declared by a gap line in the stream that the next seal covers.
+ * The room appears once that line is durable (pipeline_synced).  Returns
+ * whether a drop is under way.
+ */
+static bool
+pipeline_drop(struct aaasd *d, uint64_t need)
+{
+    uint64_t seq;
+    int r;
+
+    if (d->cfg->spool_on_full != CONFIG_ON_FULL_DROP_OLDEST || !d->sender)
+        return false;
+    r = spool_drop_oldest(d->spool, sender_unread_seq(d->sender), need,
+                          pipeline_gap_line, d, &seq);
+    if (r == -EBUSY)
+        return true;
+    if (r == -EAGAIN) {
+        /* The write buffer is full: write it out, the timer tries again. */
+        pipeline_mark(d);
+        (void)spool_sync_request(d->spool);
+    }
+    if (r <= 0) {
+        if (r < 0 && r != -EAGAIN)
+            log_err("spool: '%s' is full and cannot drop old events: %s, "
+                    "holding inputs back and retrying", d->cfg->spool_dir,
+                    strerror(-r));
+        else
+            log_debug("spool: '%s' is full and every old event is in a "
+                      "call or not yet durable, holding inputs back",
+                      d->cfg->spool_dir);
+        pipeline_retry_later(d);
+        return false;
+    }
+    if (d->sealer)
+        sealer_committed(d->sealer, seq);
+    r = gaps_commit(&d->gaps, d->gap_first, d->gap_last, seq);
+    if (r < 0)
+        log_err("spool: cannot keep the range of gap line %llu: %s, a "
+                "later drop of that line may leave it undeclared",
+                (unsigned long long)seq, strerror(-r));
+    d->n_gaps++;
+    d->dropped += d->gap_last - d->gap_first + 1;
+    log_warning("spool: '%s' is full, dropped the unsent events %llu to "
+                "%llu (%llu numbers) and declared them in gap line %llu; "
+                "%llu dropped since start", d->cfg->spool_dir,
+                (unsigned long long)d->gap_first,
+                (unsigned long long)d->gap_last,
+                (unsigned long long)(d->gap_last - d->gap_first + 1),
+                (unsigned long long)seq, (unsigned long long)d->dropped);
+    (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+    return true;
+}
+
+/*
+ * While inputs are held for a full spool: resume them when there is room
+ * again; with drop_oldest, make room when the last drop found nothing to
+ * give up or freed less than the refused line needed.
+ */
+static void
+pipeline_full_check(struct aaasd *d)
+{
+    if (!d->full)
+        return;
+    if (!spool_is_full(d->spool))
+        pipeline_acked(d, spool_acked_seq(d->spool));
+    else
+        (void)pipeline_drop(d, 0);
+}
+
 static int
 pipeline_append_line(struct aaasd *d, const char *buf, size_t len,
                      uint64_t *ret_seq)
@@ -288,14 +400,25 @@ pipeline_append_line(struct aaasd *d, const char *buf, size_t len,
         /* The write buffer is full: write it out, then try once more. */
         pipeline_mark(d);
         r = spool_sync_request(d->spool);
-        if (r >= 0)
-            r = spool_append(d->spool, buf, len, ret_seq);
+        if (r < 0) {
+            /*
+             * The disk failed (ENOSPC here is a full file system, not
+             * max_size): hold the line; the commit reports the error and
+             * retries until the disk takes the buffer again.
+             */
+            (void)sd_event_source_set_enabled(d->commit, SD_EVENT_ONESHOT);
+            return -EAGAIN;
+        }
+        r = spool_append(d->spool, buf, len, ret_seq);
     }
     if (r == -ENOSPC && !d->full) {
         d->full = true;
         pipeline_arm_checkpoint(d);
-        log_notice("spool: '%s' reached its size limit, pausing inputs "
-                   "until the sink catches up", d->cfg->spool_dir);
+        if (d->cfg->spool_on_full == CONFIG_ON_FULL_BLOCK)
+            log_notice("spool: '%s' reached its size limit, pausing inputs "
+                       "until the sink catches up", d->cfg->spool_dir);
+        else
+            (void)pipeline_drop(d, (uint64_t)len + 16);
     }
     return r;
 }
@@ -841,6 +964,7 @@ pipeline_commit(sd_event_source *es, void *userdata)
 
     if (!pipeline_flush_rejects(d))
         pipeline_retry_later(d);
+    pipeline_full_check(d);
     pipeline_mark(d);
     r = spool_sync_request(d->spool);
     if (r < 0 && r != d->sync_error) {
@@ -877,6 +1001,7 @@ pipeline_acked(void *userdata, uint64_t acked_seq)
 {
     struct aaasd *d = userdata;
 
+    gaps_delivered(&d->gaps, acked_seq);
     /*
      * The spool writes checkpoints at most every 200 ms; when the last
      * answer falls inside that window nothing else would write it, and
@@ -891,14 +1016,18 @@ static void
 aaasd_status(struct aaasd *d)
 {
     struct sender_stats st;
+    char dropped[64];
     uint64_t backlog;
 
     sender_get_stats(d->sender, &st);
     backlog = spool_durable_seq(d->spool) - spool_acked_seq(d->spool);
+    (void)snprintf(dropped, sizeof(dropped), "%llu in %llu gaps",
+                   (unsigned long long)d->dropped,
+                   (unsigned long long)d->n_gaps);
     (void)sd_notifyf(0, "STATUS=%saccepted %llu, delivered %llu, rejected "
                      "%llu (%llu kept locally), refused by the service "
                      "%llu, backlog %llu, billed %llu bytes (%llu unpacked)"
-                     "%s%s%s%s",
+                     "%s%s%s%s%s%s",
                      st.stalled ? "STALLED, needs attention: " : "",
                      (unsigned long long)d->accepted,
                      (unsigned long long)st.delivered,
@@ -908,6 +1037,8 @@ aaasd_status(struct aaasd *d)
                      (unsigned long long)backlog,
                      (unsigned long long)st.billed_bytes,
                      (unsigned long long)st.billed_bytes_unpacked,
+                     d->dropped ? ", dropped for a full spool: " : "",
+                     d->dropped ? dropped : "",
                      d->sync_error ? ", spool error: " : "",
                      d->sync_error ? strerror(-d->sync_error) : "",
                      st.last_error[0] ? ", last error: " : "",
@@ -1255,6 +1386,41 @@ aaasd_replay_markers(struct aaasd *d)
     return 0;
 }
 
+/*
+ * drop_oldest: the gap lines still in the spool, so that a drop taking
+ * one of them declares its range again.  One pass over what is not yet
+ * acknowledged, only when events may be dropped.
+ */
+static int
+aaasd_find_gaps(struct aaasd *d)
+{
+    struct spool_cursor *c = NULL;
+    const void *data;
+    uint64_t seq;
+    size_t len;
+    int r;
+
+    if (d->cfg->spool_on_full != CONFIG_ON_FULL_DROP_OLDEST)
+        return 0;
+    r = spool_cursor_new(d->spool, spool_acked_seq(d->spool) + 1, &c);
+    if (r < 0)
+        return r;
+    while ((r = spool_cursor_next(c, &seq, &data, &len)) > 0) {
+        r = gaps_note_line(&d->gaps, seq, data, len);
+        if (r == -ENOMEM)
+            break;
+        if (r < 0)
+            log_warning("spool: gap line %llu in '%s' does not parse, a "
+                        "later drop of it may leave its range undeclared",
+                        (unsigned long long)seq, d->cfg->spool_dir);
+    }
+    spool_cursor_free(c);
+    if (r < 0)
+        log_err("spool: cannot read '%s' for its gap lines: %s, exiting",
+                d->cfg->spool_dir, strerror(-r));
+    return r < 0 ? r : 0;
+}
+
 static int
 aaasd_setup_chain(struct aaasd *d)
 {
@@ -1508,6 +1674,9 @@ aaasd_setup(struct aaasd *d)
     r = aaasd_replay_markers(d);
     if (r < 0)
         return r;
+    r = aaasd_find_gaps(d);
+    if (r < 0)
+        return r;
     r = aaasd_input_stats(d, d->cfg);
     if (r < 0)
         return r;
@@ -1577,6 +1746,7 @@ aaasd_teardown(struct aaasd *d)
     d->spool = spool_free(d->spool);
     d->parser = parse_json_free(d->parser);
     free(d->marker_buf);
+    gaps_done(&d->gaps);
     event_builder_done(&d->builder);
     d->event = sd_event_unref(d->event);
 }
@@ -1753,6 +1923,8 @@ aaasd_keep_restart_options(struct config *run, struct config *next)
     AAASD_KEEP("spool.segment_size", run, next, spool_segment_size);
     AAASD_KEEP("spool.sync", run, next, spool_sync);
     AAASD_KEEP("spool.sync_interval", run, next, spool_sync_interval_ms);
+    /* The gap lines in the spool are looked for at start only. */
+    AAASD_KEEP("spool.on_full", run, next, spool_on_full);
     AAASD_KEEP("socket.enabled", run, next, socket_enabled);
     aaasd_keep_str("socket.path", &run->socket_path, &next->socket_path);
     AAASD_KEEP("socket.mode", run, next, socket_mode);

@@ -153,6 +153,11 @@ static const struct config_choice config_syncs[] = {
     { "always", CONFIG_SYNC_ALWAYS }, { "interval", CONFIG_SYNC_INTERVAL },
 };
 
+static const struct config_choice config_on_fulls[] = {
+    { "block", CONFIG_ON_FULL_BLOCK },
+    { "drop_oldest", CONFIG_ON_FULL_DROP_OLDEST },
+};
+
 static const struct config_choice config_formats[] = {
     { "json", CONFIG_FORMAT_JSON }, { "auditd", CONFIG_FORMAT_AUDITD },
     { "raw", CONFIG_FORMAT_RAW },
@@ -167,6 +172,7 @@ static const struct config_choice config_starts[] = {
 static const struct config_enum config_enums[] = {
     CONFIG_ENUM("log_level", config_levels),
     CONFIG_ENUM("sync", config_syncs),
+    CONFIG_ENUM("on_full", config_on_fulls),
     CONFIG_ENUM("format", config_formats),
     CONFIG_ENUM("start_at", config_starts),
 };
@@ -972,6 +978,8 @@ config_schema_new(void)
                    config_cb_size),
         CFG_INT_CB("sync", CONFIG_SYNC_ALWAYS, CFGF_NONE, config_cb_enum),
         CFG_INT_CB("sync_interval", 1000, CFGF_NONE, config_cb_number),
+        CFG_INT_CB("on_full", CONFIG_ON_FULL_BLOCK, CFGF_NONE,
+                   config_cb_enum),
         CFG_END(),
     };
     cfg_opt_t socket_opts[] = {
@@ -1223,6 +1231,7 @@ config_fill(cfg_t *root, struct config *c)
     c->spool_segment_size = (uint64_t)cfg_getint(spool, "segment_size");
     c->spool_sync = (enum config_sync)cfg_getint(spool, "sync");
     c->spool_sync_interval_ms = (unsigned)cfg_getint(spool, "sync_interval");
+    c->spool_on_full = (enum config_on_full)cfg_getint(spool, "on_full");
     c->socket_enabled = cfg_getbool(sock, "enabled");
     c->socket_mode = (mode_t)cfg_getint(sock, "mode");
     c->socket_max_connections =

@@ -23,6 +23,12 @@ enum config_sync {
     CONFIG_SYNC_INTERVAL,
 };
 
+/* What a full spool does: hold the inputs back, or give up old events. */
+enum config_on_full {
+    CONFIG_ON_FULL_BLOCK,
+    CONFIG_ON_FULL_DROP_OLDEST,
+};
+
 struct config_input {
     char *name;
     char *path;                 /* glob */
@@ -52,6 +58,7 @@ struct config {
     uint64_t spool_segment_size;    /* bytes */
     enum config_sync spool_sync;
     unsigned spool_sync_interval_ms;
+    enum config_on_full spool_on_full;
 
     bool socket_enabled;
     char *socket_path;

@@ -256,6 +256,8 @@ event_put_meta(struct event_builder *b, uint64_t seq,
         event_put_json_string(b, src->input, strlen(src->input));
         event_puts(b, ",\"path\":");
         event_put_json_string(b, src->path, strlen(src->path));
+    } else if (src->kind == EVENT_SOURCE_DAEMON) {
+        event_puts(b, "\",\"source\":\"daemon\"");
     } else {
         event_puts(b, "\",\"source\":\"socket\"");
     }

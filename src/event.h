@@ -19,6 +19,7 @@ struct chain;
 enum event_kind {
     EVENT_SOURCE_SOCKET,
     EVENT_SOURCE_FILE,
+    EVENT_SOURCE_DAEMON,        /* a line of the daemon's own (a gap) */
 };
 
 struct event_source {

@@ -303,6 +303,8 @@ parse_json_on_key(void *ctx, const unsigned char *key, size_t len)
         p->stop_key = "_aaas_seal";
     else if (len == 12 && memcmp(key + 5, "_reject", 7) == 0)
         p->stop_key = "_aaas_reject";
+    else if (len == 9 && memcmp(key + 5, "_gap", 4) == 0)
+        p->stop_key = "_aaas_gap";
     else
         return 1;
     return parse_json_stop(p, PARSE_JSON_STOP_RESERVED);

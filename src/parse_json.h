@@ -32,7 +32,8 @@ struct parse_json *parse_json_free(struct parse_json *p);
  * optionally surrounded by blanks (space, tab, CR).  Otherwise returns
  * -EBADMSG and points *reterr_reason at a short text naming the fault and
  * its byte offset; the text lives in the handle until the next call.
- * Top-level members named _aaas, _aaas_seal or _aaas_reject are refused.
+ * Top-level members named _aaas, _aaas_seal, _aaas_reject or _aaas_gap
+ * are refused.
  * Returns -ENOMEM, with the reason "out of memory", when a line needs more
  * than the handle's arena and malloc fails; the line may be tried again.
  */

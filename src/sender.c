@@ -744,6 +744,12 @@ sender_kick(struct sender *s)
     sender_fill(s);
 }
 
+uint64_t
+sender_unread_seq(const struct sender *s)
+{
+    return s->has_held ? s->held_seq + 1 : s->next_seq;
+}
+
 bool
 sender_idle(const struct sender *s)
 {

@@ -85,6 +85,12 @@ int sender_reconfigure(struct sender *s, const struct sender_options *o,
 /* New durable events may be waiting: start calls if slots are free. */
 void sender_kick(struct sender *s);
 
+/*
+ * The lowest sequence number the sender has not read from the spool:
+ * everything below it is delivered, in a call or held for one.
+ */
+uint64_t sender_unread_seq(const struct sender *s);
+
 /* Every durable event has been acknowledged and nothing is in flight. */
 bool sender_idle(const struct sender *s);
 

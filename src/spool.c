@@ -92,6 +92,15 @@
  * the last valid frame, the checkpoint, the sent file and (name - 1) of
  * every segment, so numbers keep growing even when all segments are gone.
  *
+ * DROPPING.  spool_drop_oldest() gives up whole segments of events that
+ * were never read, oldest first, when the caller would rather lose old
+ * events than hold its inputs back.  The segments leave the queue at once
+ * but their files are deleted only when the frame appended after the drop
+ * (the caller's record of the loss) is durable, and until then the
+ * checkpoint does not move past them, so a crash in between finds them
+ * again and nothing is lost without a record.  Their bytes count against
+ * max_size until the files are gone.
+ *
  * SYNC POLICY.  Appends go to a write buffer.  spool_sync_request() writes
  * it with pwrite in the caller and hands "fdatasync these files" to the
  * helper thread; requests made while a sync runs are merged into the next.
@@ -236,6 +245,15 @@ struct spool {
     uint64_t synced_wgen;       /* last one covered by fdatasync */
     uint64_t posted_wgen;       /* wgen of the last sync request */
     uint64_t retain_seq;        /* segments with markers above it stay */
+    /*
+     * Segments given up by spool_drop_oldest(), out of the queue, whose
+     * files go once doom_seq is durable; none are acknowledged past the
+     * first of them before that.  drop_gen tells cursors to look again.
+     */
+    struct spool_seg *doomed;
+    size_t ndoomed;
+    uint64_t doom_seq;
+    unsigned drop_gen;
     uint64_t durable_seq;
     uint64_t acked_seq;
     uint64_t ckpt_posted;       /* acked seq last handed to the thread */
@@ -283,6 +301,7 @@ struct spool_cursor {
     uint64_t seg_first;         /* segment open in rd */
     uint64_t want;              /* next sequence number to return */
     bool markers;               /* return markers instead of events */
+    unsigned drop_gen;          /* spool.drop_gen when rd was opened */
 };
 
 static void
@@ -1179,6 +1198,8 @@ spool_rewrite(struct spool *s)
     return 0;
 }
 
+static int spool_unlink_doomed(struct spool *s);
+
 /*
  * Writes out as much of the buffer as may go now.  In interval mode the
  * bytes are dropped as soon as the kernel has them, which is the point of
@@ -1207,6 +1228,8 @@ spool_flush(struct spool *s)
         s->w_off = 0;
         s->durable_seq = s->written_seq;
     }
+    if (r >= 0)
+        r = spool_unlink_doomed(s);
     return r < 0 ? r : 0;
 }
 
@@ -1235,22 +1258,39 @@ spool_post_sync(struct spool *s)
  * into two fsyncs; what it costs is at most 200 ms of acknowledgements
  * that a crash would make the sink see again.
  */
+/*
+ * What the checkpoint may say: the acknowledged position, but below the
+ * segments given up and not yet deleted (see DROPPING above), since at
+ * the next start a checkpoint past them would delete them unrecorded.
+ */
+static uint64_t
+spool_ckpt_target(const struct spool *s)
+{
+    uint64_t seq = s->acked_seq;
+
+    for (size_t i = 0; i < s->ndoomed; i++)
+        if (s->doomed[i].first_seq - 1 < seq)
+            seq = s->doomed[i].first_seq - 1;
+    return seq;
+}
+
 static void
 spool_maybe_checkpoint(struct spool *s)
 {
+    uint64_t target = spool_ckpt_target(s);
     int64_t now;
 
-    if (s->acked_seq <= s->ckpt_posted)
+    if (target <= s->ckpt_posted)
         return;
     now = now_ns();
     if (now - s->ckpt_time < SPOOL_CKPT_INTERVAL_NS)
         return;
     s->ckpt_time = now;
-    s->ckpt_posted = s->acked_seq;
+    s->ckpt_posted = target;
 
     (void)pthread_mutex_lock(&s->mutex);
     s->req.ckpt = true;
-    s->req.ckpt_seq = s->acked_seq;
+    s->req.ckpt_seq = target;
     s->req.pending = true;
     (void)pthread_cond_signal(&s->work_cond);
     (void)pthread_mutex_unlock(&s->mutex);
@@ -1327,6 +1367,38 @@ spool_synced(struct spool *s, uint64_t seq, uint64_t wgen)
     spool_close_synced(s);
 }
 
+/*
+ * Deletes the files of given-up segments once the record of the loss
+ * appended after them is durable.  A file that cannot be deleted now is
+ * tried again at the next call; until then it still counts as spooled.
+ */
+static int
+spool_unlink_doomed(struct spool *s)
+{
+    size_t keep = 0;
+    int r = 0;
+
+    if (s->ndoomed == 0 || s->durable_seq < s->doom_seq)
+        return 0;
+    for (size_t i = 0; i < s->ndoomed; i++) {
+        char name[32];
+
+        seg_name(name, sizeof(name), s->doomed[i].first_seq);
+        if (unlinkat(s->dir_fd, name, 0) < 0 && errno != ENOENT) {
+            r = -errno;
+            s->doomed[keep++] = s->doomed[i];
+            continue;
+        }
+        s->disk_size -= s->doomed[i].size;
+    }
+    s->ndoomed = keep;
+    if (keep == 0) {
+        free(s->doomed);
+        s->doomed = NULL;
+    }
+    return r;
+}
+
 /* Deletes the oldest segments while the checkpoint on disk covers them. */
 static int
 spool_delete_acked(struct spool *s)
@@ -1380,6 +1452,8 @@ spool_absorb(struct spool *s)
         s->ckpt_disk = ckpt;
         r = spool_delete_acked(s);
     }
+    if (r == 0)
+        r = spool_unlink_doomed(s);
     if (err < 0)
         return err;
     return ckpt_err < 0 ? ckpt_err : r;
@@ -1490,11 +1564,16 @@ spool_sync_now(struct spool *s)
         spool_synced(s, s->written_seq, s->wgen);
     } while (s->w_off < s->used);
 
-    if (s->acked_seq > s->ckpt_disk) {
-        r = spool_write_checkpoint(s->dir_fd, s->acked_seq);
+    r = spool_unlink_doomed(s);
+    if (r < 0)
+        return r;
+    if (spool_ckpt_target(s) > s->ckpt_disk) {
+        uint64_t target = spool_ckpt_target(s);
+
+        r = spool_write_checkpoint(s->dir_fd, target);
         if (r < 0)
             return r;
-        s->ckpt_disk = s->ckpt_posted = s->acked_seq;
+        s->ckpt_disk = s->ckpt_posted = target;
     }
     return spool_delete_acked(s);
 }
@@ -1555,6 +1634,71 @@ spool_append(struct spool *s, const void *data, size_t len,
         *ret_seq = s->next_seq;
     s->next_seq++;
     return 0;
+}
+
+/* Whether segment i may be given up (see spool_drop_oldest()). */
+static bool
+spool_droppable(const struct spool *s, size_t i, uint64_t floor)
+{
+    const struct spool_seg *g = &s->segs[i];
+
+    if (g->first_seq < floor || g->last_seq == 0 ||
+        g->last_seq > s->durable_seq || g->last_seq > s->synced_seq)
+        return false;
+    if (g->has_marker && g->last_seq > s->retain_seq)
+        return false;
+    /* The segment being written; in interval mode it may be unsynced. */
+    if (s->cur_fd >= 0 && i == s->nsegs - 1)
+        return false;
+    return true;
+}
+
+int
+spool_drop_oldest(struct spool *s, uint64_t floor, uint64_t need,
+                  spool_note_fn note_fn, void *userdata, uint64_t *ret_seq)
+{
+    uint64_t size = spool_size(s), freed = 0;
+    size_t i = 0, n = 0, len = 0;
+    const void *note = NULL;
+    struct spool_seg *d;
+    int r;
+
+    if (s->ndoomed > 0)
+        return -EBUSY;
+    while (i < s->nsegs && !spool_droppable(s, i, floor))
+        i++;
+    while (i + n < s->nsegs && spool_droppable(s, i + n, floor) &&
+           (n == 0 || size - freed + need > s->max_size)) {
+        freed += s->segs[i + n].size;
+        n++;
+    }
+    if (n == 0)
+        return 0;
+
+    r = note_fn(userdata, s->segs[i].first_seq, s->segs[i + n - 1].last_seq,
+                s->next_seq, &note, &len);
+    if (r < 0)
+        return r;
+    if (len > SPOOL_FRAME_MAX)
+        return -EMSGSIZE;
+    if (s->used + SPOOL_HDR + len > SPOOL_WBUF_SIZE - SPOOL_MARKER_RESERVE)
+        return -EAGAIN;
+    d = malloc(n * sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+
+    /* The record is the frame whose durability lets the files go. */
+    s->doom_seq = s->next_seq;
+    spool_put_frame(s, 0, s->next_seq, note, len);
+    *ret_seq = s->next_seq++;
+    memcpy(d, s->segs + i, n * sizeof(*d));
+    s->doomed = d;
+    s->ndoomed = n;
+    memmove(&s->segs[i], &s->segs[i + n],
+            (s->nsegs - i - n) * sizeof(s->segs[0]));
+    s->nsegs -= n;
+    s->drop_gen++;
+    return 1;
 }
 
 /*
@@ -1732,6 +1876,14 @@ spool_cursor_next(struct spool_cursor *c, uint64_t *ret_seq,
         bool marker = false;
         size_t avail, i;
 
+        if (c->drop_gen != s->drop_gen && c->rd.fd >= 0 &&
+            (s->nsegs == 0 ||
+             s->segs[segs_find(s, c->seg_first)].first_seq != c->seg_first)) {
+            /* Its segment was given up: go on from the queue as it is. */
+            (void)close(c->rd.fd);
+            c->rd.fd = -1;
+        }
+        c->drop_gen = s->drop_gen;
         if (c->want > s->durable_seq || s->nsegs == 0)
             return 0;
         if (c->rd.fd < 0) {
@@ -1836,6 +1988,7 @@ spool_destroy(struct spool *s)
     (void)pthread_mutex_destroy(&s->mutex);
     free(s->wbuf);
     free(s->segs);
+    free(s->doomed);
     free(s->holes);
     free(s->dir);
     free(s);

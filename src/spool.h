@@ -62,6 +62,36 @@ int spool_append(struct spool *s, const void *data, size_t len,
                  uint64_t *ret_seq);
 
 /*
+ * Builds the caller's record of a drop: events first..last are given up,
+ * and the record itself will be frame seq.  The bytes must stay valid
+ * until the spool has copied them, right after the call.
+ */
+typedef int (*spool_note_fn)(void *userdata, uint64_t first, uint64_t last,
+                             uint64_t seq, const void **ret_data,
+                             size_t *ret_len);
+
+/*
+ * Makes room when the spool is full by giving up whole segments, oldest
+ * first, that hold only events numbered floor or higher (the ones the
+ * caller has not read yet), until need more bytes fit under max_size; at
+ * least one segment.  A segment still being written or synced, or holding
+ * markers above spool_retain(), is not given up, and the run ends at the
+ * first such one, so what goes is one range of numbers.  note_fn builds
+ * the record of it, which is appended as an event (not held to max_size)
+ * in the same step; *ret_seq is its number.  The segments leave the queue
+ * at once (cursors skip them) but stay on disk and count against
+ * max_size, and the checkpoint stays below them, until that record is
+ * durable: a crash before that gives up nothing.
+ *
+ * Returns 1 after a drop, 0 when no segment may go, -EBUSY while the last
+ * drop waits for its record to be durable, -EAGAIN when the write buffer
+ * must be flushed first, or the error of note_fn (nothing is dropped then).
+ */
+int spool_drop_oldest(struct spool *s, uint64_t floor, uint64_t need,
+                      spool_note_fn note_fn, void *userdata,
+                      uint64_t *ret_seq);
+
+/*
  * Appends a marker: a frame that is no event but the caller's note about
  * the events appended before it (the file inputs' read positions), made
  * durable by the same sync as they are.  It carries the sequence number

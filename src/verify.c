@@ -22,6 +22,7 @@ enum verify_link {
     LINK_UNKNOWN,       /* no predecessor to check against */
     LINK_OK,
     LINK_BAD,           /* predecessor present, hash differs: altered */
+    LINK_GAP,           /* predecessor in a declared gap: not checkable */
 };
 
 struct vline {
@@ -537,12 +538,13 @@ verify_links(struct verify *v, const uint8_t *prev, const struct vline *l)
 
 /* A report under construction: one agent's findings. */
 struct vfind {
-    struct vrange *missing, *verified, *unsealed;
-    size_t n_missing, n_verified, n_unsealed;
-    size_t cap_missing, cap_verified, cap_unsealed;
-    uint64_t *altered, *inserted, *conflicts, *restarts;
-    size_t n_altered, n_inserted, n_conflicts, n_restarts;
+    struct vrange *missing, *verified, *unsealed, *gap_sealed;
+    size_t n_missing, n_verified, n_unsealed, n_gap_sealed;
+    size_t cap_missing, cap_verified, cap_unsealed, cap_gap_sealed;
+    uint64_t *altered, *inserted, *conflicts, *restarts, *after_gap;
+    size_t n_altered, n_inserted, n_conflicts, n_restarts, n_after_gap;
     size_t cap_altered, cap_inserted, cap_conflicts, cap_restarts;
+    size_t cap_after_gap;
     uint64_t dups, seal_dups, lines;
     uint64_t tail_first, tail_last;
     uint64_t first_seq;         /* lowest seq seen */
@@ -588,6 +590,8 @@ vf_free(struct vfind *f)
     free(f->missing);
     free(f->verified);
     free(f->unsealed);
+    free(f->gap_sealed);
+    free(f->after_gap);
     free(f->altered);
     free(f->inserted);
     free(f->conflicts);
@@ -623,9 +627,9 @@ verify_dedupe(struct verify *v, struct vagent *a, struct vfind *f)
     }
 }
 
-/* Seqs taken by seals or declared gaps, so not missing. */
+/* Whether a seal took this number. */
 static bool
-verify_accounted(const struct vagent *a, uint64_t seq)
+verify_is_seal(const struct vagent *a, uint64_t seq)
 {
     size_t lo = 0, hi = a->n_seals;
 
@@ -637,7 +641,14 @@ verify_accounted(const struct vagent *a, uint64_t seq)
         else
             hi = mid;
     }
-    if (lo < a->n_seals && a->seals[lo].seq == seq)
+    return lo < a->n_seals && a->seals[lo].seq == seq;
+}
+
+/* Seqs taken by seals or declared gaps, so not missing. */
+static bool
+verify_accounted(const struct vagent *a, uint64_t seq)
+{
+    if (verify_is_seal(a, seq))
         return true;
     for (size_t i = 0; i < a->n_gaps; i++)
         if (seq >= a->gaps[i].first && seq <= a->gaps[i].last)
@@ -648,6 +659,8 @@ verify_accounted(const struct vagent *a, uint64_t seq)
 static bool
 verify_in_gap(const struct vagent *a, uint64_t from, uint64_t to)
 {
+    if (from > to)
+        return false;
     for (size_t i = 0; i < a->n_gaps; i++)
         if (a->gaps[i].first <= to && a->gaps[i].last >= from)
             return true;
@@ -757,10 +770,11 @@ verify_walk(struct verify *v, struct vagent *a, struct vfind *f)
             if (l->drop)
                 continue;
             n++;
-            adjacent = prev && !verify_in_gap(a, prev->seq + 1, seq - 1);
+            /* Only seals may stand between a line and the one before. */
+            adjacent = prev != NULL;
             for (uint64_t s = prev ? prev->seq + 1 : seq; adjacent && s < seq;
                  s++)
-                adjacent = verify_accounted(a, s);
+                adjacent = verify_is_seal(a, s);
             if (adjacent)
                 l->link = verify_links(v, prev->c, l) ? LINK_OK : LINK_BAD;
             if (l->link != LINK_OK && verify_links(v, a->genesis, l)) {
@@ -773,6 +787,27 @@ verify_walk(struct verify *v, struct vagent *a, struct vfind *f)
             }
             if (l->link != LINK_OK && verify_links_seal_start(v, a, l))
                 l->link = LINK_OK;
+            /*
+             * The line before was given up and declared: this one's own
+             * bytes cannot be checked, only its chain member (by the next
+             * line or a seal).  Named, not called altered.
+             */
+            if (l->link == LINK_UNKNOWN && prev &&
+                verify_in_gap(a, prev->seq + 1, seq - 1)) {
+                l->link = LINK_GAP;
+                r = vf_seq(&f->after_gap, &f->n_after_gap,
+                           &f->cap_after_gap, seq);
+                if (r < 0)
+                    return r;
+            }
+            if (l->link == LINK_UNKNOWN && !prev && seq > 1 &&
+                verify_in_gap(a, seq - 1, seq - 1)) {
+                l->link = LINK_GAP;
+                r = vf_seq(&f->after_gap, &f->n_after_gap,
+                           &f->cap_after_gap, seq);
+                if (r < 0)
+                    return r;
+            }
             if (l->link == LINK_OK && kept == SIZE_MAX)
                 kept = k;
         }
@@ -951,7 +986,30 @@ verify_lookup(const struct vagent *a, uint64_t seq)
     return NULL;
 }
 
-/* A signed seal verifies its range when every line is there and links. */
+/*
+ * Whether the seal of the line numbered seq may have been given up: a
+ * declared gap holds a number between it and the first verified range
+ * that begins after it.
+ */
+static bool
+verify_seal_in_gap(const struct vagent *a, const struct vfind *f,
+                   uint64_t seq)
+{
+    uint64_t next = UINT64_MAX;
+
+    for (size_t k = 0; k < f->n_verified; k++)
+        if (f->verified[k].first > seq && f->verified[k].first < next)
+            next = f->verified[k].first;
+    for (size_t i = 0; i < a->n_gaps; i++)
+        if (a->gaps[i].last > seq && a->gaps[i].first < next)
+            return true;
+    return false;
+}
+
+/*
+ * A signed seal verifies its range when every line is there (or given up
+ * in a declared gap) and links.
+ */
 static int
 verify_ranges(struct verify *v, struct vagent *a, struct vfind *f)
 {
@@ -967,11 +1025,15 @@ verify_ranges(struct verify *v, struct vagent *a, struct vfind *f)
             continue;
         for (uint64_t q = s->first; ok && q <= s->last; q++) {
             l = verify_lookup(a, q);
-            ok = l && l->link == LINK_OK;
+            /* Given up and declared: the lines around it still count. */
+            if (!l && verify_in_gap(a, q, q))
+                continue;
+            ok = l && (l->link == LINK_OK || l->link == LINK_GAP);
             if (ok && q == s->first)
                 ok = verify_links(v, s->prev, l);
         }
-        if (ok && s->count > 0)
+        l = verify_lookup(a, s->last);
+        if (ok && s->count > 0 && l)
             ok = memcmp(l->c, s->chain, CHAIN_HASH_LEN) == 0;
         if (ok && s->count == 0) {
             const struct vline *p = verify_lookup(a, s->last);
@@ -1009,6 +1071,14 @@ verify_ranges(struct verify *v, struct vagent *a, struct vfind *f)
             f->tail_last = l->seq;
             continue;
         }
+        /* Its seal may be among the numbers given up after it. */
+        if (verify_seal_in_gap(a, f, l->seq)) {
+            r = vf_range(&f->gap_sealed, &f->n_gap_sealed,
+                         &f->cap_gap_sealed, l->seq, l->seq, 0);
+            if (r < 0)
+                return r;
+            continue;
+        }
         r = vf_range(&f->unsealed, &f->n_unsealed, &f->cap_unsealed, l->seq,
                      l->seq, 0);
         if (r < 0)
@@ -1026,6 +1096,16 @@ verify_agent_ok(const struct vagent *a, const struct vfind *f)
     return f->n_missing == 0 && f->n_altered == 0 && f->n_inserted == 0 &&
            f->n_conflicts == 0 && f->n_unsealed == 0 && f->tail_first == 0 &&
            f->n_restarts == 0 && f->n_verified > 0;
+}
+
+/*
+ * Nothing wrong, but the agent declared a loss: gaps, and the lines next
+ * to them that could not be checked as fully as the rest.
+ */
+static bool
+verify_agent_lost(const struct vagent *a, const struct vfind *f)
+{
+    return a->n_gaps > 0 || f->n_after_gap > 0 || f->n_gap_sealed > 0;
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -1107,7 +1187,8 @@ static void
 verify_print_agent(struct verify *v, const struct vagent *a,
                    const struct vfind *f, FILE *out, bool json, bool first)
 {
-    bool ok = verify_agent_ok(a, f);
+    bool lost = verify_agent_lost(a, f);
+    bool ok = verify_agent_ok(a, f) && !lost;
     size_t bad = 0;
 
     if (json) {
@@ -1122,6 +1203,10 @@ verify_print_agent(struct verify *v, const struct vagent *a,
         json_ranges(out, "verified", f->verified, f->n_verified, true);
         json_ranges(out, "missing", f->missing, f->n_missing, false);
         json_ranges(out, "declared_gaps", a->gaps, a->n_gaps, false);
+        fprintf(out, ",\"declared_loss\":%s", lost ? "true" : "false");
+        json_seqs(out, "after_gap", f->after_gap, f->n_after_gap);
+        json_ranges(out, "sealed_in_gap", f->gap_sealed, f->n_gap_sealed,
+                    false);
         json_ranges(out, "unsealed", f->unsealed, f->n_unsealed, false);
         if (f->tail_first)
             fprintf(out, ",\"unsealed_tail\":{\"first\":%llu,\"last\":%llu}",
@@ -1154,12 +1239,17 @@ verify_print_agent(struct verify *v, const struct vagent *a,
     }
 
     fprintf(out, "agent %s: %s, %llu lines, %llu identical duplicates\n",
-            a->id, ok ? "verified" : "NOT VERIFIED",
+            a->id, ok ? "verified" : verify_agent_ok(a, f) && lost
+                    ? "verified, with a declared loss" : "NOT VERIFIED",
             (unsigned long long)f->lines,
             (unsigned long long)(f->dups + f->seal_dups));
     print_ranges(out, "verified", f->verified, f->n_verified, true);
     print_ranges(out, "missing", f->missing, f->n_missing, false);
     print_ranges(out, "declared gaps", a->gaps, a->n_gaps, false);
+    print_seqs(out, "first lines after a declared gap (own bytes not "
+               "checkable)", f->after_gap, f->n_after_gap);
+    print_ranges(out, "lines whose seal was given up in a declared gap",
+                 f->gap_sealed, f->n_gap_sealed, false);
     print_seqs(out, "altered", f->altered, f->n_altered);
     print_seqs(out, "inserted (forged copy of a number)", f->inserted,
                f->n_inserted);
@@ -1208,6 +1298,7 @@ int
 verify_report(struct verify *v, FILE *out, bool json)
 {
     bool all_ok = v->n_agents > 0 && v->malformed == 0 && v->unchained == 0;
+    bool lost = false;
     size_t replayed = 0;
     int r;
 
@@ -1222,6 +1313,7 @@ verify_report(struct verify *v, FILE *out, bool json)
             return r;
         }
         all_ok = all_ok && verify_agent_ok(&v->agents[i], &f);
+        lost = lost || verify_agent_lost(&v->agents[i], &f);
         verify_print_agent(v, &v->agents[i], &f, out, json, i == 0);
         vf_free(&f);
     }
@@ -1236,8 +1328,9 @@ verify_report(struct verify *v, FILE *out, bool json)
                 "\"unchained\":%llu,\"ok\":%s}\n", v->n_objects,
                 (unsigned long long)v->lines,
                 (unsigned long long)v->malformed,
-                (unsigned long long)v->unchained, all_ok ? "true" : "false");
-        return all_ok ? 0 : 1;
+                (unsigned long long)v->unchained,
+                all_ok && !lost ? "true" : "false");
+        return all_ok ? lost ? 3 : 0 : 1;
     }
     for (size_t i = 0; i < v->n_objects; i++)
         if (v->obj_lines[i] && v->obj_dups[i] == v->obj_lines[i])
@@ -1248,7 +1341,8 @@ verify_report(struct verify *v, FILE *out, bool json)
                 "hash; first: %s\n", (unsigned long long)v->malformed,
                 (unsigned long long)v->unchained, v->first_bad);
     fprintf(out, "%s: %zu objects, %llu lines, %zu agents\n",
-            all_ok ? "verified" : "NOT VERIFIED", v->n_objects,
+            !all_ok ? "NOT VERIFIED" : lost ? "verified, with a declared loss"
+                                            : "verified", v->n_objects,
             (unsigned long long)v->lines, v->n_agents);
-    return all_ok ? 0 : 1;
+    return all_ok ? lost ? 3 : 0 : 1;
 }

@@ -25,6 +25,8 @@ int verify_line(struct verify *v, const char *line, size_t len);
 
 /*
  * Works out the report and writes it (text or JSON) to out.  Returns 0
- * when everything is verified, 1 when anything is not.
+ * when everything is verified, 1 when anything is not, and 3 when nothing
+ * is wrong but an agent declared a loss (`_aaas_gap`): the gaps, and the
+ * lines next to them that could only be checked in part, are listed.
  */
 int verify_report(struct verify *v, FILE *out, bool json);

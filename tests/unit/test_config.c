@@ -224,6 +224,7 @@ test_defaults(void **state)
     assert_int_equal(c->spool_segment_size, UINT64_C(64) << 20);
     assert_int_equal(c->spool_sync, CONFIG_SYNC_ALWAYS);
     assert_int_equal(c->spool_sync_interval_ms, 1000);
+    assert_int_equal(c->spool_on_full, CONFIG_ON_FULL_BLOCK);
     assert_true(c->socket_enabled);
     assert_string_equal(c->socket_path, "/run/auditd.sock");
     assert_int_equal(c->socket_mode, 0660);
@@ -270,6 +271,7 @@ test_every_option(void **state)
         "    segment_size = \"512k\"\n"
         "    sync = \"interval\"\n"
         "    sync_interval = 250\n"
+        "    on_full = \"drop_oldest\"\n"
         "}\n"
         "socket {\n"
         "    enabled = false\n"
@@ -335,6 +337,7 @@ test_every_option(void **state)
     assert_int_equal(c->spool_segment_size, 512 * 1024);
     assert_int_equal(c->spool_sync, CONFIG_SYNC_INTERVAL);
     assert_int_equal(c->spool_sync_interval_ms, 250);
+    assert_int_equal(c->spool_on_full, CONFIG_ON_FULL_DROP_OLDEST);
     assert_false(c->socket_enabled);
     assert_string_equal(c->socket_path, "/run/aaas/in.sock");
     assert_int_equal(c->socket_mode, 0600);
@@ -511,6 +514,8 @@ static const struct bad_case bad_cases[] = {
       "input 'a' start_at: unknown value 'middle' (use beginning or end)" },
     { "spool {\n  sync = \"never\"\n}\n", 2,
       "spool.sync: unknown value 'never' (use always or interval)" },
+    { "spool {\n  max_size = \"1G\"\n  on_full = \"drop\"\n}\n", 3,
+      "spool.on_full: unknown value 'drop' (use block or drop_oldest)" },
     /* Paths. */
     { "state_dir = \"var/lib/aaas\"\n", 1,
       "state_dir: 'var/lib/aaas' is not an absolute path" },

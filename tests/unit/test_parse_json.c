@@ -133,6 +133,8 @@ static const struct pj_case pj_bad[] = {
     BAD("{\"_aaas\":{}}", "reserved member '_aaas'"),
     BAD("{\"a\":1,\"_aaas_seal\":2}", "reserved member '_aaas_seal'"),
     BAD(" {\"_aaas_reject\":\"x\"} ", "reserved member '_aaas_reject'"),
+    BAD("{\"_aaas_gap\":{\"first_seq\":1,\"last_seq\":9}}",
+        "reserved member '_aaas_gap'"),
     BAD("{\"_aa\\u0061s\":1}", "reserved member '_aaas'"),
     BAD("{\"\\u005faaas_seal\":1}", "reserved member '_aaas_seal'"),
     BAD("{\"_aaas\\u005freject\":1}", "reserved member '_aaas_reject'"),

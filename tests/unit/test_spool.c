@@ -1281,6 +1281,132 @@ test_marker_torn(void **state)
     rm_dir(dir);
 }
 
+/* ---- drop_oldest ------------------------------------------------------ */
+
+static char note_buf[512];
+
+/* The record of a drop: the usual payload of its number, so read_all()
+ * checks it like any frame. */
+static int
+note_fn(void *userdata, uint64_t first, uint64_t last, uint64_t seq,
+        const void **ret_data, size_t *ret_len)
+{
+    uint64_t *range = userdata;
+
+    range[0] = first;
+    range[1] = last;
+    *ret_len = payload(seq, note_buf, sizeof(note_buf));
+    *ret_data = note_buf;
+    return 0;
+}
+
+static void
+test_drop_oldest(void **state)
+{
+    char *dir = make_dir();
+    struct spool *s = open_spool(dir, 1024, 8192, &fake_io);
+    uint64_t range[2] = { 0, 0 }, seq = 0, note = 0, got[200], size, top;
+    char buf[512], *first_seg;
+    size_t n;
+    int r;
+
+    (void)state;
+    /* Fill it up to the cap. */
+    for (;;) {
+        n = payload(spool_next_seq(s), buf, sizeof(buf));
+        r = spool_append(s, buf, n, &seq);
+        if (r == -ENOSPC)
+            break;
+        assert_int_equal(r, 0);
+    }
+    top = seq;
+    assert_int_equal(spool_sync_now(s), 0);
+    size = spool_size(s);
+
+    /* Nothing the caller has read (floor) may go. */
+    assert_int_equal(spool_drop_oldest(s, top + 1, 0, note_fn, range, &note),
+                     0);
+    /* The first segment holds read events: the drop starts after it. */
+    assert_int_equal(spool_drop_oldest(s, 2, 0, note_fn, range, &note), 1);
+    assert_true(range[0] > 2);
+    assert_true(range[1] >= range[0] && range[1] < top);
+    assert_int_equal(note, top + 1);
+    /* The record goes in although the spool is full; a second waits. */
+    assert_int_equal(spool_drop_oldest(s, 2, 0, note_fn, range, &note),
+                     -EBUSY);
+
+    /* Until the record is durable the files stay and still count. */
+    first_seg = seg_path(dir, range[0]);
+    fault_errno = EIO;
+    assert_int_equal(spool_sync_now(s), -EIO);
+    fault_errno = 0;
+    assert_true(file_size(first_seg) > 0);
+    assert_int_equal(spool_size(s), size + frame_size(note));
+    /* Readers skip the given-up numbers at once. */
+    n = read_all(s, 1, got, 200);
+    for (size_t i = 0; i < n; i++)
+        assert_true(got[i] < range[0] || got[i] > range[1]);
+    /* Acknowledged past them, the checkpoint still stays below. */
+    assert_int_equal(spool_ack(s, top), 0);
+
+    assert_int_equal(spool_sync_now(s), 0);
+    assert_int_equal(file_size(first_seg), -1);
+    assert_true(spool_size(s) < size);
+    assert_false(spool_is_full(s));
+    assert_int_equal(read_all(s, top + 1, got, 200), 1);
+    assert_int_equal(got[0], note);
+    spool_free(s);
+
+    /* After a restart the numbers stay given up and the record stays. */
+    s = open_spool(dir, 1024, 8192, NULL);
+    assert_int_equal(spool_acked_seq(s), top);
+    assert_int_equal(spool_next_seq(s), note + 1);
+    n = read_all(s, 1, got, 200);
+    for (size_t i = 0; i < n; i++)
+        assert_true(got[i] < range[0] || got[i] > range[1]);
+    assert_int_equal(got[n - 1], note);
+    spool_free(s);
+    free(first_seg);
+    rm_dir(dir);
+}
+
+/* A crash after the drop but before its record is durable loses nothing. */
+static void
+test_drop_oldest_crash(void **state)
+{
+    char *dir = make_dir();
+    struct spool *s = open_spool(dir, 1024, 8192, &fake_io);
+    uint64_t range[2], seq = 0, note = 0, got[200], top;
+    char buf[512];
+    size_t n;
+    int r;
+
+    (void)state;
+    for (;;) {
+        n = payload(spool_next_seq(s), buf, sizeof(buf));
+        r = spool_append(s, buf, n, &seq);
+        if (r == -ENOSPC)
+            break;
+        assert_int_equal(r, 0);
+    }
+    top = seq;
+    assert_int_equal(spool_sync_now(s), 0);
+    assert_int_equal(spool_drop_oldest(s, 1, 0, note_fn, range, &note), 1);
+    assert_int_equal(range[0], 1);
+    assert_int_equal(spool_ack(s, top), 0);
+    /* The record never reaches the disk: the process dies. */
+    fault_errno = EIO;
+    assert_int_equal(spool_sync_now(s), -EIO);
+    spool_free(s);
+    fault_errno = 0;
+
+    s = open_spool(dir, 1024, 8192, NULL);
+    assert_true(spool_acked_seq(s) < range[0]);
+    assert_int_equal(read_all(s, 1, got, 200), top);
+    spool_free(s);
+    rm_dir(dir);
+}
+
 int
 main(void)
 {
@@ -1306,6 +1432,8 @@ main(void)
         cmocka_unit_test(test_crash_at_each_sync),
         cmocka_unit_test(test_markers),
         cmocka_unit_test(test_marker_torn),
+        cmocka_unit_test(test_drop_oldest),
+        cmocka_unit_test(test_drop_oldest_crash),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
