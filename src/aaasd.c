@@ -199,6 +199,17 @@ pipeline_arm_checkpoint(struct aaasd *d)
 static void
 pipeline_check_room(struct aaasd *d)
 {
+    uint64_t max = d->cfg->spool_max_size;
+    uint64_t margin = max / 8 > 65536 ? max / 8 : 65536;
+    bool block = d->cfg->spool_on_full == CONFIG_ON_FULL_BLOCK;
+
+    /*
+     * Blocking resumes only once a good part of the spool is free: room
+     * for one frame would let the inputs read a frame's worth at a time
+     * into their own buffers while the sink is down.
+     */
+    if (block && max > margin && spool_size(d->spool) + margin > max)
+        return;
     if (d->full && !spool_is_full(d->spool)) {
         d->full = false;
         d->held = false;
