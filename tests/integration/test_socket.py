@@ -80,8 +80,13 @@ def test_concurrent_writers(make_daemon, setup, receiver):
         peer = ln.meta["peer"]
         assert {k: peer[k] for k in ("pid", "uid", "gid")} == {
             "pid": pids[w], "uid": os.getuid(), "gid": os.getgid()}, peer
-        assert peer["exe"] == os.path.realpath(sys.executable), peer
-        assert peer["comm"] == os.path.basename(sys.executable)[:15], peer
+        # A writer that exits before the daemon looks it up keeps only
+        # the kernel's pid/uid/gid (aaasd(8) CAVEATS); names, when given,
+        # must be its own.
+        if "exe" in peer:
+            assert peer["exe"] == os.path.realpath(sys.executable), peer
+        if "comm" in peer:
+            assert peer["comm"] == os.path.basename(sys.executable)[:15], peer
         seen[(w, i)] += 1
     assert set(seen) == {(w, i) for w in range(WRITERS)
                          for i in range(PER_WRITER)}
