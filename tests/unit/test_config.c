@@ -570,9 +570,11 @@ static const struct bad_case bad_cases[] = {
     /* A bad secret is never echoed. */
     { "firehose {\n  secret_access_key = \"has blank\"\n"
       "  access_key_id = \"A\"\n" FH_BOTH, 2,
-      "firehose.secret_access_key: not a key (1 to 256 printable characters without blanks; value not shown)" },
+      "firehose.secret_access_key: not a key (1 to 256 printable "
+      "characters without blanks; value not shown)" },
     { "firehose {\n  proxy = \"ftp://p:21\"\n" FH_BOTH, 2,
-      "firehose.proxy: 'ftp://p:21' is not a proxy ([http|https|socks4|socks4a|socks5|socks5h://]host[:port])" },
+      "firehose.proxy: 'ftp://p:21' is not a proxy "
+      "([http|https|socks4|socks4a|socks5|socks5h://]host[:port])" },
     { "firehose {\n  low_speed_time = 10\n" FH_BOTH, 2,
       "firehose.low_speed_time: 10 is out of range (1000 to 3600000)" },
     { "firehose {\n  pack = maybe\n" FH_BOTH, 2,
